@@ -1,0 +1,200 @@
+"""Crash and restart: acknowledged writes survive SIGKILL at their offsets, a
+corrupt segment tail is truncated at start-up, a clean stop loses nothing."""
+
+import os
+import random
+import re
+import threading
+import time
+
+import pytest
+from confluent_kafka import Producer
+
+import helpers
+import wire
+from helpers import Out
+
+PARTITIONS = 3
+
+
+def log_since_last_start(broker, *scrub: str) -> str:
+    """The broker's log since its latest start, with paths and names removed
+    (so a word inside a directory or topic name cannot match)."""
+    text = broker.log_text()
+    text = text[text.rfind("===== start #"):]
+    text = text.split("\n", 1)[1] if "\n" in text else ""
+    for s in (str(broker.data_dir), *scrub):
+        text = text.replace(s, "<scrubbed>")
+    return text
+
+
+def read_all(bootstrap, topic, partitions):
+    """Every record of each partition from 0 to its high watermark."""
+    ends = {p: helpers.watermarks(bootstrap, topic, p) for p in partitions}
+    for p, (low, _high) in ends.items():
+        assert low == 0
+    total = sum(high for _low, high in ends.values())
+    msgs = helpers.consume(bootstrap, topic, partitions, total, timeout=90)
+    assert len(msgs) == total
+    got = helpers.by_partition(msgs)
+    for p, (_low, high) in ends.items():
+        assert [m.offset for m in got.get(p, [])] == list(range(high)), f"partition {p} has gaps"
+    return got
+
+
+class BackgroundProducer(threading.Thread):
+    """Produces keyed messages until stopped and records every acknowledgement."""
+
+    def __init__(self, bootstrap, topic):
+        super().__init__(daemon=True)
+        self.topic = topic
+        self.producer = Producer({
+            "bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5,
+            "message.timeout.ms": 120_000, "retry.backoff.ms": 100,
+            "reconnect.backoff.ms": 50, "reconnect.backoff.max.ms": 500,
+            "socket.connection.setup.timeout.ms": 5000,
+        })
+        self.acked: list[tuple[str, int, int, bytes]] = []
+        self.failed = 0
+        self.sent = 0
+        self.stop_flag = threading.Event()
+        self.error: BaseException | None = None
+
+    def on_delivery(self, err, msg):
+        if err is None:
+            self.acked.append((msg.topic(), msg.partition(), msg.offset(), msg.value()))
+        else:
+            self.failed += 1
+
+    def run(self):
+        try:
+            while not self.stop_flag.is_set():
+                for _ in range(200):
+                    seq = self.sent
+                    try:
+                        self.producer.produce(self.topic, key=b"k%d" % seq, value=b"m-%08d" % seq,
+                                              partition=seq % PARTITIONS,
+                                              on_delivery=self.on_delivery)
+                        self.sent += 1
+                    except BufferError:
+                        break
+                self.producer.poll(0.01)
+            self.producer.flush(90)
+        except BaseException as e:  # surfaced by the test
+            self.error = e
+
+    def wait_acked(self, count, timeout):
+        deadline = time.monotonic() + timeout
+        while len(self.acked) < count:
+            assert time.monotonic() < deadline, f"only {len(self.acked)} acks (wanted {count})"
+            assert self.is_alive(), f"producer thread ended: {self.error!r}"
+            time.sleep(0.02)
+
+
+@pytest.mark.timeout(300)
+def test_sigkill_keeps_acknowledged_messages(own_broker, topic_name):
+    topic = topic_name()
+    helpers.create_topic(own_broker.bootstrap, topic, partitions=PARTITIONS)
+    bg = BackgroundProducer(own_broker.bootstrap, topic)
+    bg.start()
+    try:
+        bg.wait_acked(3000, timeout=60)
+        own_broker.kill()
+        acked_at_kill = len(bg.acked)
+        time.sleep(1.0)  # the producer keeps queueing while the broker is down
+        own_broker.start()
+        bg.wait_acked(acked_at_kill + 3000, timeout=120)
+    finally:
+        bg.stop_flag.set()
+        bg.join(120)
+    assert not bg.is_alive() and bg.error is None, repr(bg.error)
+    assert bg.failed == 0, f"{bg.failed} messages failed delivery"
+
+    got = read_all(own_broker.bootstrap, topic, range(PARTITIONS))
+    seen = set()
+    for _t, p, off, value in bg.acked:
+        assert (p, off) not in seen, f"two acks for partition {p} offset {off}"
+        seen.add((p, off))
+        msgs = got[p]
+        assert off < len(msgs), f"acknowledged offset {off} of partition {p} lost"
+        assert msgs[off].value == value, f"partition {p} offset {off}: {msgs[off].value!r} != {value!r}"
+    # Everything produced was acknowledged in the end (nothing failed), so every
+    # sequence number is somewhere in the log (possibly twice after a retry).
+    stored = {m.value for msgs in got.values() for m in msgs}
+    assert stored >= {b"m-%08d" % s for s in range(bg.sent)}
+
+
+def test_clean_stop_and_restart(own_broker, topic_name):
+    topic = topic_name()
+    helpers.create_topic(own_broker.bootstrap, topic, partitions=2)
+    recs = [Out(b"k%d" % i, b"v%d" % i, [("n", b"%d" % i)], helpers.now_ms() - 1000 + i, i % 2)
+            for i in range(1000)]
+    helpers.produce(own_broker.bootstrap, topic, recs)
+    code = own_broker.stop()
+    assert code in (0, 143), f"exit code {code} after SIGTERM"  # 143: a JVM's SIGTERM exit
+    own_broker.start()
+    helpers.wait_for_topic(own_broker.bootstrap, topic, 2)
+    got = read_all(own_broker.bootstrap, topic, [0, 1])
+    for p in (0, 1):
+        assert [m.value for m in got[p]] == [r.value for r in recs if r.partition == p]
+        assert [m.timestamp for m in got[p]] == [r.timestamp for r in recs if r.partition == p]
+    assert helpers.produce(own_broker.bootstrap, topic, [Out(b"k", b"after", [], None, 0)]) == [(0, 500)]
+
+
+SEGMENT_BYTES = 1024 * 1024  # Kafka's minimum for segment.bytes
+
+
+def corrupt(path, variant, last):
+    data = bytearray(path.read_bytes())
+    if variant == "garbage":
+        data += random.Random(7).randbytes(100)
+    elif variant == "zeros":
+        data += bytes(4096)  # e.g. a preallocated or half-written tail
+    elif variant == "cut":
+        del data[last.position + last.size // 2:]
+    elif variant == "flip":
+        data[last.position + last.size - 5] ^= 0xFF  # inside the records: CRC mismatch
+    else:
+        raise ValueError(variant)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("variant", ["garbage", "zeros", "cut", "flip"])
+def test_corrupt_tail_recovery(own_broker, topic_name, variant):
+    topic = topic_name()
+    helpers.create_topic(own_broker.bootstrap, topic, partitions=1,
+                         config={"segment.bytes": str(SEGMENT_BYTES)})
+    payload = os.urandom(1000)
+    recs = [Out(b"k%d" % i, b"%06d" % i + payload, [], None, 0) for i in range(3000)]
+    helpers.produce(own_broker.bootstrap, topic, recs, batch_num_messages=40, linger_ms=5)
+    own_broker.kill()  # no clean-shutdown marker: start-up must check the tail
+
+    segs = own_broker.segment_files(topic, 0)
+    assert len(segs) >= 2, f"segment.bytes={SEGMENT_BYTES} did not roll segments: {segs}"
+    assert all(re.fullmatch(r"\d{20}\.log", s.name) for s in segs)
+    batches, trailing = wire.parse_batches(segs[-1].read_bytes())
+    assert trailing == 0 and len(batches) >= 2 and all(b.crc_ok for b in batches)
+    assert int(segs[-1].stem) == batches[0].base_offset
+    last = batches[-1]
+    assert last.last_offset == len(recs) - 1
+    expected_end = len(recs) if variant in ("garbage", "zeros") else last.base_offset
+    corrupt(segs[-1], variant, last)
+
+    own_broker.start()
+    assert own_broker.is_running()
+    assert re.search("truncat", log_since_last_start(own_broker, topic), re.IGNORECASE), \
+        "no log line about truncating the corrupt tail"
+    helpers.wait_for_topic(own_broker.bootstrap, topic, 1)
+    assert helpers.watermarks(own_broker.bootstrap, topic, 0) == (0, expected_end)
+    got = read_all(own_broker.bootstrap, topic, [0])[0]
+    assert [m.value for m in got] == [r.value for r in recs[:expected_end]]
+
+    # The log continues right after the surviving data, and the tail is clean.
+    assert helpers.produce(own_broker.bootstrap, topic,
+                           [Out(b"k", b"after", [], None, 0)]) == [(0, expected_end)]
+    own_broker.kill()
+    segs = own_broker.segment_files(topic, 0)
+    batches, trailing = wire.parse_batches(segs[-1].read_bytes())
+    assert trailing == 0 and all(b.crc_ok for b in batches)
+    assert batches[-1].base_offset == expected_end

@@ -1,0 +1,144 @@
+//! The state every request handler sees: configuration, node identity, the topics, and the
+//! shutdown token. Opening it recovers the data directory.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use thiserror::Error;
+use tokio::sync::Semaphore;
+use tracing::info;
+
+use crate::config::Config;
+use crate::log::manager::{LogManager, RecoverySummary, Topic, TopicError};
+use crate::log::partition::PartitionOptions;
+use crate::metadata::{MetadataError, NodeIdentity};
+use crate::shutdown::Shutdown;
+
+#[derive(Debug, Error)]
+pub enum BrokerError {
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+    #[error(transparent)]
+    Topic(#[from] TopicError),
+    #[error("recovery task failed: {0}")]
+    Join(String),
+}
+
+pub struct Broker {
+    pub config: Arc<Config>,
+    pub identity: NodeIdentity,
+    pub logs: Arc<LogManager>,
+    pub shutdown: Shutdown,
+    advertised: (String, i32),
+}
+
+impl Broker {
+    /// Opens the data directory (recovering every partition) for a listener bound to `bound`.
+    pub async fn open(
+        config: Config,
+        bound: SocketAddr,
+    ) -> Result<(Arc<Broker>, RecoverySummary), BrokerError> {
+        let config = Arc::new(config);
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| BrokerError::DataDir {
+            path: config.data_dir.display().to_string(),
+            source,
+        })?;
+        let identity = NodeIdentity::load_or_create(&config.data_dir, config.node_id)?;
+        let budget = usize::try_from(config.write_queue_max_bytes)
+            .unwrap_or(usize::MAX)
+            .min(Semaphore::MAX_PERMITS)
+            .min(u32::MAX as usize);
+        let options = PartitionOptions {
+            durability: config.durability,
+            flush_interval: std::time::Duration::from_millis(config.flush_interval_ms),
+            write_budget: Arc::new(Semaphore::new(budget)),
+            write_budget_bytes: budget,
+        };
+        let open_config = config.clone();
+        let (logs, summary) =
+            tokio::task::spawn_blocking(move || LogManager::open(open_config, options))
+                .await
+                .map_err(|e| BrokerError::Join(e.to_string()))??;
+        let advertised = match &config.advertised_listener {
+            Some(_) => config.advertised(),
+            None => (bound.ip().to_string(), i32::from(bound.port())),
+        };
+        let broker = Arc::new(Broker {
+            config,
+            identity,
+            logs: Arc::new(logs),
+            shutdown: Shutdown::new(),
+            advertised,
+        });
+        broker.spawn_retention();
+        Ok((broker, summary))
+    }
+
+    pub fn node_id(&self) -> i32 {
+        self.identity.node_id
+    }
+
+    /// The host and port clients are told to connect to.
+    pub fn advertised(&self) -> (&str, i32) {
+        (&self.advertised.0, self.advertised.1)
+    }
+
+    /// The topic, created with broker defaults when `auto_create` and the config allow it.
+    pub async fn topic_or_create(
+        &self,
+        name: &str,
+        auto_create: bool,
+    ) -> Result<Arc<Topic>, TopicError> {
+        if let Some(topic) = self.logs.topic(name) {
+            return Ok(topic);
+        }
+        if !(auto_create && self.config.auto_create_topics) {
+            crate::log::manager::validate_topic_name(name)?;
+            return Err(TopicError::Unknown(name.to_string()));
+        }
+        match self
+            .logs
+            .create_topic(name, -1, -1, Default::default(), false)
+            .await
+        {
+            Ok(topic) => Ok(topic),
+            // Another request created it first.
+            Err(TopicError::AlreadyExists(_)) => self
+                .logs
+                .topic(name)
+                .ok_or_else(|| TopicError::Unknown(name.to_string())),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn spawn_retention(self: &Arc<Self>) {
+        let broker = Arc::downgrade(self);
+        let period = std::time::Duration::from_millis(self.config.log_retention_check_interval_ms);
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = shutdown.cancelled() => return,
+                }
+                let Some(broker) = broker.upgrade() else {
+                    return;
+                };
+                let logs = broker.logs.clone();
+                let deleted = tokio::task::spawn_blocking(move || logs.enforce_retention())
+                    .await
+                    .unwrap_or(0);
+                if deleted > 0 {
+                    info!(bytes = deleted, "retention deleted old segments");
+                }
+            }
+        });
+    }
+}

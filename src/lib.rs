@@ -1,0 +1,26 @@
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+//! Weir: a Kafka-wire-protocol-compatible message broker.
+//!
+//! # Layout
+//! The modules follow one request through the broker:
+//!
+//! - [`server`]: TCP listener and per-connection pipeline (framing, ordered responses).
+//! - [`protocol`]: codec (header/body decode, response encode), the one API table that answers
+//!   ApiVersions and checks versions, and one handler per Kafka API under `protocol/handlers/`.
+//! - [`broker`]: the shared state a handler sees (config, topics, node identity).
+//! - [`metadata`]: durable topic metadata and node identity (the seam for a future controller).
+//! - [`log`]: the stream engine: partitions, segments, indexes, record batch validation, the
+//!   background writer with group commit, the commit step that advances the high watermark,
+//!   recovery and retention.
+//! - [`config`]: the YAML configuration, its embedded default and validation.
+//! - [`shutdown`]: the one token every task watches for a graceful stop.
+
+#![forbid(unsafe_code)]
+
+pub mod broker;
+pub mod config;
+pub mod log;
+pub mod metadata;
+pub mod protocol;
+pub mod server;
+pub mod shutdown;

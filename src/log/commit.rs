@@ -1,0 +1,274 @@
+//! Persistence flags and batch commit. Each append carries its own state, set by the writer's
+//! completion without any lock; the commit step then advances the partition's high watermark
+//! over the contiguous prefix of persisted appends in one pass, completes those appends and
+//! wakes waiting fetches. A later append persisted before an earlier one waits for it.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+
+use tokio::sync::{Notify, watch};
+
+/// How far an append has come. Ordered: each state implies the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Persistence {
+    /// Offsets assigned, queued for the writer.
+    Queued = 0,
+    /// In the OS page cache (survives a process crash, not a power loss).
+    Written = 1,
+    /// fsynced (survives a power loss).
+    Durable = 2,
+}
+
+/// What a producer waits for before it is answered (the mapping from `acks`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckLevel {
+    /// acks=1: the batch reached the page cache.
+    Written,
+    /// acks=all: the high watermark covers the batch (durable in `fsync` mode).
+    Committed,
+}
+
+/// The append could not be persisted: the partition is poisoned until restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the write failed on disk; the partition refuses writes until restart")]
+pub struct StorageFailure;
+
+/// One append's persistence flag and its waiters.
+#[derive(Debug)]
+pub struct PendingAppend {
+    pub base_offset: i64,
+    /// One past the append's last offset.
+    pub next_offset: i64,
+    state: AtomicU8,
+    failed: AtomicBool,
+    committed: AtomicBool,
+    notify: Notify,
+}
+
+impl PendingAppend {
+    pub fn new(base_offset: i64, next_offset: i64) -> Arc<PendingAppend> {
+        Arc::new(PendingAppend {
+            base_offset,
+            next_offset,
+            state: AtomicU8::new(Persistence::Queued as u8),
+            failed: AtomicBool::new(false),
+            committed: AtomicBool::new(false),
+            notify: Notify::new(),
+        })
+    }
+
+    /// Sets the persistence flag (never lowers it) and wakes waiters. Lock-free by design.
+    pub fn mark(&self, level: Persistence) {
+        self.state.fetch_max(level as u8, Ordering::AcqRel);
+        self.notify.notify_waiters();
+    }
+
+    pub fn fail(&self) {
+        self.failed.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    pub fn persistence(&self) -> Persistence {
+        match self.state.load(Ordering::Acquire) {
+            0 => Persistence::Queued,
+            1 => Persistence::Written,
+            _ => Persistence::Durable,
+        }
+    }
+
+    pub fn is_committed(&self) -> bool {
+        self.committed.load(Ordering::Acquire)
+    }
+
+    fn check(&self, level: AckLevel) -> Option<Result<(), StorageFailure>> {
+        let reached = match level {
+            AckLevel::Written => self.persistence() >= Persistence::Written,
+            AckLevel::Committed => self.is_committed(),
+        };
+        if reached {
+            Some(Ok(()))
+        } else if self.failed.load(Ordering::Acquire) {
+            Some(Err(StorageFailure))
+        } else {
+            None
+        }
+    }
+
+    /// Resolves once the append reached `level`, or failed.
+    pub async fn wait(&self, level: AckLevel) -> Result<(), StorageFailure> {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(result) = self.check(level) {
+                return result;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// A partition's appends in offset order, and its high watermark.
+#[derive(Debug)]
+pub struct CommitQueue {
+    pending: Mutex<VecDeque<Arc<PendingAppend>>>,
+    /// What an append must reach before the high watermark may cover it.
+    required: Persistence,
+    high_watermark: watch::Sender<i64>,
+}
+
+impl CommitQueue {
+    pub fn new(high_watermark: i64, required: Persistence) -> CommitQueue {
+        CommitQueue {
+            pending: Mutex::new(VecDeque::new()),
+            required,
+            high_watermark: watch::Sender::new(high_watermark),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Arc<PendingAppend>>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds an append; callers register in offset order (under the partition's append lock).
+    pub fn register(&self, append: Arc<PendingAppend>) {
+        self.lock().push_back(append);
+    }
+
+    /// Commits every persisted append at the head of the queue in one pass and advances the
+    /// high watermark past them. Returns the new high watermark. A concurrent second caller
+    /// simply finds nothing left to do.
+    pub fn commit(&self) -> i64 {
+        let mut committed = Vec::new();
+        let high_watermark = {
+            let mut pending = self.lock();
+            while let Some(front) = pending.front() {
+                if front.persistence() < self.required {
+                    break;
+                }
+                if let Some(append) = pending.pop_front() {
+                    committed.push(append);
+                }
+            }
+            committed.last().map(|a| a.next_offset)
+        };
+        if let Some(high_watermark) = high_watermark {
+            self.high_watermark.send_if_modified(|current| {
+                let advance = high_watermark > *current;
+                if advance {
+                    *current = high_watermark;
+                }
+                advance
+            });
+        }
+        for append in &committed {
+            append.committed.store(true, Ordering::Release);
+            append.notify.notify_waiters();
+        }
+        *self.high_watermark.borrow()
+    }
+
+    /// Fails every queued append (after a write or fsync error).
+    pub fn fail_all(&self) {
+        let failed: Vec<_> = self.lock().drain(..).collect();
+        for append in failed {
+            append.fail();
+        }
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        *self.high_watermark.borrow()
+    }
+
+    /// A receiver that changes whenever the high watermark advances (long-poll fetches).
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.high_watermark.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue_of(n: i64) -> (CommitQueue, Vec<Arc<PendingAppend>>) {
+        let queue = CommitQueue::new(0, Persistence::Durable);
+        let appends: Vec<_> = (0..n)
+            .map(|i| PendingAppend::new(i * 10, i * 10 + 10))
+            .collect();
+        for a in &appends {
+            queue.register(a.clone());
+        }
+        (queue, appends)
+    }
+
+    #[test]
+    fn out_of_order_persistence_advances_only_the_contiguous_prefix() {
+        let (queue, appends) = queue_of(4);
+        appends[2].mark(Persistence::Durable);
+        appends[1].mark(Persistence::Durable);
+        assert_eq!(queue.commit(), 0, "append 0 is not persisted yet");
+        assert!(!appends[1].is_committed());
+        appends[0].mark(Persistence::Written);
+        assert_eq!(queue.commit(), 0, "written is not enough in fsync mode");
+        appends[0].mark(Persistence::Durable);
+        assert_eq!(queue.commit(), 30);
+        assert!(appends[..3].iter().all(|a| a.is_committed()));
+        assert!(!appends[3].is_committed());
+        appends[3].mark(Persistence::Durable);
+        assert_eq!(queue.commit(), 40);
+        assert_eq!(queue.commit(), 40, "a second pass finds nothing left");
+    }
+
+    #[test]
+    fn page_cache_mode_commits_at_written() {
+        let queue = CommitQueue::new(5, Persistence::Written);
+        let a = PendingAppend::new(5, 8);
+        queue.register(a.clone());
+        a.mark(Persistence::Written);
+        assert_eq!(queue.commit(), 8);
+        assert!(a.is_committed());
+    }
+
+    #[test]
+    fn flags_never_move_back() {
+        let a = PendingAppend::new(0, 1);
+        a.mark(Persistence::Durable);
+        a.mark(Persistence::Written);
+        assert_eq!(a.persistence(), Persistence::Durable);
+    }
+
+    #[tokio::test]
+    async fn waiters_are_released_by_commit_or_failure() {
+        let (queue, appends) = queue_of(2);
+        let queue = Arc::new(queue);
+        let mut rx = queue.subscribe();
+        let waiter = {
+            let a = appends[1].clone();
+            tokio::spawn(async move { a.wait(AckLevel::Committed).await })
+        };
+        let written_waiter = {
+            let a = appends[0].clone();
+            tokio::spawn(async move { a.wait(AckLevel::Written).await })
+        };
+        appends[1].mark(Persistence::Durable);
+        appends[0].mark(Persistence::Written);
+        assert_eq!(written_waiter.await.unwrap(), Ok(()));
+        appends[0].mark(Persistence::Durable);
+        queue.commit();
+        assert_eq!(waiter.await.unwrap(), Ok(()));
+        rx.changed().await.unwrap();
+        assert_eq!(*rx.borrow(), 20);
+
+        let (queue, appends) = queue_of(1);
+        let waiter = {
+            let a = appends[0].clone();
+            tokio::spawn(async move { a.wait(AckLevel::Committed).await })
+        };
+        queue.fail_all();
+        assert_eq!(waiter.await.unwrap(), Err(StorageFailure));
+        assert_eq!(queue.high_watermark(), 0);
+    }
+}

@@ -1,0 +1,463 @@
+//! The topics of this broker: lookup on the hot path (a `DashMap`, guards never held across an
+//! `.await`), creation, deletion and partition growth under one admin lock, recovery on start
+//! and the clean-shutdown marker.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use dashmap::DashMap;
+use kafka_protocol::ResponseError;
+use thiserror::Error;
+use tokio::sync::Mutex;
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use super::partition::{Partition, PartitionOptions, partition_dir, sync_dir};
+use super::topic_config::{TopicConfig, TopicConfigError};
+use super::{LogError, now_ms};
+use crate::config::Config;
+use crate::metadata::{MetadataError, TopicRecord, TopicStore};
+
+const CLEAN_SHUTDOWN_FILE: &str = ".clean_shutdown";
+/// Kafka's limit on topic name length.
+const MAX_TOPIC_NAME_LEN: usize = 249;
+
+#[derive(Debug, Error)]
+pub enum TopicError {
+    #[error("topic name `{0}` is invalid: {1}")]
+    InvalidName(String, &'static str),
+    #[error("topic `{0}` already exists")]
+    AlreadyExists(String),
+    #[error("topic `{0}` collides with existing topic `{1}` ('.' and '_' are interchangeable)")]
+    Collides(String, String),
+    #[error("unknown topic `{0}`")]
+    Unknown(String),
+    #[error("invalid number of partitions: {0}")]
+    InvalidPartitions(String),
+    #[error("replication factor {0} is not possible on a single node")]
+    InvalidReplicationFactor(i16),
+    #[error(transparent)]
+    Config(#[from] TopicConfigError),
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+}
+
+impl TopicError {
+    pub fn error_code(&self) -> i16 {
+        match self {
+            TopicError::InvalidName(..) | TopicError::Collides(..) => {
+                ResponseError::InvalidTopicException.code()
+            }
+            TopicError::AlreadyExists(_) => ResponseError::TopicAlreadyExists.code(),
+            TopicError::Unknown(_) => ResponseError::UnknownTopicOrPartition.code(),
+            TopicError::InvalidPartitions(_) => ResponseError::InvalidPartitions.code(),
+            TopicError::InvalidReplicationFactor(_) => {
+                ResponseError::InvalidReplicationFactor.code()
+            }
+            TopicError::Config(_) => ResponseError::InvalidConfig.code(),
+            TopicError::Log(e) => e.error_code(),
+            TopicError::Metadata(_) => ResponseError::KafkaStorageError.code(),
+        }
+    }
+}
+
+/// Kafka's topic name rules: 1..=249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
+pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
+    let invalid = |reason| Err(TopicError::InvalidName(name.to_string(), reason));
+    if name.is_empty() {
+        return invalid("empty");
+    }
+    if name == "." || name == ".." {
+        return invalid("'.' and '..' are not allowed");
+    }
+    if name.len() > MAX_TOPIC_NAME_LEN {
+        return invalid("longer than 249 characters");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    {
+        return invalid("only ASCII letters, digits, '.', '_' and '-' are allowed");
+    }
+    Ok(())
+}
+
+#[derive(Debug)]
+pub struct Topic {
+    pub name: String,
+    pub id: Uuid,
+    config: RwLock<Arc<TopicConfig>>,
+    partitions: RwLock<Vec<Arc<Partition>>>,
+}
+
+impl Topic {
+    pub fn partitions(&self) -> Vec<Arc<Partition>> {
+        self.partitions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn partition(&self, index: i32) -> Option<Arc<Partition>> {
+        let partitions = self.partitions.read().unwrap_or_else(|e| e.into_inner());
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| partitions.get(i).cloned())
+    }
+
+    pub fn partition_count(&self) -> i32 {
+        self.partitions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .len() as i32
+    }
+
+    pub fn config(&self) -> Arc<TopicConfig> {
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+pub struct LogManager {
+    config: Arc<Config>,
+    data_dir: PathBuf,
+    topics: DashMap<String, Arc<Topic>>,
+    store: Mutex<TopicStore>,
+    options: PartitionOptions,
+}
+
+/// What start-up recovered.
+#[derive(Debug, Clone, Copy)]
+pub struct RecoverySummary {
+    pub topics: usize,
+    pub partitions: usize,
+    pub clean_shutdown: bool,
+}
+
+impl LogManager {
+    /// Opens the data directory and recovers every partition (blocking I/O).
+    pub fn open(
+        config: Arc<Config>,
+        options: PartitionOptions,
+    ) -> Result<(LogManager, RecoverySummary), TopicError> {
+        let data_dir = config.data_dir.clone();
+        let store = TopicStore::open(&data_dir)?;
+        let records: Vec<TopicRecord> = store.topics().cloned().collect();
+        let marker = data_dir.join(CLEAN_SHUTDOWN_FILE);
+        let clean_shutdown = marker.exists();
+        remove_deleted_dirs(&data_dir);
+        let manager = LogManager {
+            config: config.clone(),
+            data_dir: data_dir.clone(),
+            topics: DashMap::new(),
+            store: Mutex::new(store),
+            options,
+        };
+        let mut partitions = 0;
+        for record in &records {
+            let topic = manager.open_topic(record, !clean_shutdown)?;
+            partitions += topic.partition_count() as usize;
+            manager.topics.insert(record.name.clone(), topic);
+        }
+        if clean_shutdown && let Err(e) = std::fs::remove_file(&marker) {
+            warn!(error = %e, "could not remove the clean-shutdown marker");
+        }
+        let summary = RecoverySummary {
+            topics: manager.topics.len(),
+            partitions,
+            clean_shutdown,
+        };
+        Ok((manager, summary))
+    }
+
+    fn open_topic(&self, record: &TopicRecord, verify: bool) -> Result<Arc<Topic>, TopicError> {
+        let config = Arc::new(TopicConfig::resolve(&self.config, &record.configs)?);
+        let mut partitions = Vec::with_capacity(record.partitions.max(0) as usize);
+        for index in 0..record.partitions {
+            partitions.push(self.open_partition(&record.name, index, &config, verify)?);
+        }
+        Ok(Arc::new(Topic {
+            name: record.name.clone(),
+            id: record.id,
+            config: RwLock::new(config),
+            partitions: RwLock::new(partitions),
+        }))
+    }
+
+    fn open_partition(
+        &self,
+        topic: &str,
+        index: i32,
+        config: &Arc<TopicConfig>,
+        verify: bool,
+    ) -> Result<Arc<Partition>, TopicError> {
+        let dir = partition_dir(&self.data_dir, topic, index);
+        Ok(Partition::open(
+            &dir,
+            topic,
+            index,
+            config.clone(),
+            self.options.clone(),
+            verify,
+        )?)
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics.get(name).map(|t| t.value().clone())
+    }
+
+    pub fn topic_by_id(&self, id: Uuid) -> Option<Arc<Topic>> {
+        self.topics
+            .iter()
+            .find(|t| t.value().id == id)
+            .map(|t| t.value().clone())
+    }
+
+    /// All topics, sorted by name.
+    pub fn topics(&self) -> Vec<Arc<Topic>> {
+        let mut topics: Vec<_> = self.topics.iter().map(|t| t.value().clone()).collect();
+        topics.sort_by(|a, b| a.name.cmp(&b.name));
+        topics
+    }
+
+    /// Creates a topic. `partitions`/`replication_factor` of -1 take the broker default.
+    pub async fn create_topic(
+        self: &Arc<Self>,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        overrides: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<Arc<Topic>, TopicError> {
+        validate_topic_name(name)?;
+        let partitions = if partitions == -1 {
+            self.config.num_partitions
+        } else {
+            partitions
+        };
+        if partitions < 1 {
+            return Err(TopicError::InvalidPartitions(format!(
+                "{partitions}; must be at least 1"
+            )));
+        }
+        if replication_factor != -1 && replication_factor != 1 {
+            return Err(TopicError::InvalidReplicationFactor(replication_factor));
+        }
+        let config = Arc::new(TopicConfig::resolve(&self.config, &overrides)?);
+        let mut store = self.store.lock().await;
+        if self.topics.contains_key(name) {
+            return Err(TopicError::AlreadyExists(name.to_string()));
+        }
+        let normalized = name.replace('.', "_");
+        if let Some(other) = self
+            .topics
+            .iter()
+            .find(|t| t.key().replace('.', "_") == normalized)
+        {
+            return Err(TopicError::Collides(name.to_string(), other.key().clone()));
+        }
+        let record = TopicRecord {
+            name: name.to_string(),
+            id: Uuid::new_v4(),
+            partitions,
+            configs: overrides,
+        };
+        let topic = Arc::new(Topic {
+            name: name.to_string(),
+            id: record.id,
+            config: RwLock::new(config),
+            partitions: RwLock::new(Vec::new()),
+        });
+        if validate_only {
+            return Ok(topic);
+        }
+        // Partition directories first, then the catalogue: a crash in between leaves only
+        // directories that start-up ignores.
+        let opened = self.open_partitions_blocking(&topic, 0..partitions).await?;
+        *topic.partitions.write().unwrap_or_else(|e| e.into_inner()) = opened;
+        store.upsert(record)?;
+        self.topics.insert(name.to_string(), topic.clone());
+        info!(topic = name, partitions, "created topic");
+        Ok(topic)
+    }
+
+    async fn open_partitions_blocking(
+        self: &Arc<Self>,
+        topic: &Arc<Topic>,
+        range: std::ops::Range<i32>,
+    ) -> Result<Vec<Arc<Partition>>, TopicError> {
+        let manager = self.clone();
+        let topic = topic.clone();
+        tokio::task::spawn_blocking(move || {
+            let config = topic.config();
+            range
+                .map(|index| {
+                    let dir = partition_dir(&manager.data_dir, &topic.name, index);
+                    // A directory left by a crash between create and catalogue write is stale.
+                    if dir.exists() {
+                        let _ = std::fs::remove_dir_all(&dir);
+                    }
+                    manager.open_partition(&topic.name, index, &config, false)
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .map_err(|e| {
+            TopicError::Log(LogError::Io {
+                context: "creating partitions".into(),
+                source: std::io::Error::other(e.to_string()),
+            })
+        })?
+    }
+
+    /// Grows a topic to `count` partitions.
+    pub async fn create_partitions(
+        self: &Arc<Self>,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
+        let mut store = self.store.lock().await;
+        let topic = self
+            .topic(name)
+            .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
+        let current = topic.partition_count();
+        if count <= current {
+            return Err(TopicError::InvalidPartitions(format!(
+                "topic currently has {current} partitions, {count} would not be an increase"
+            )));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let added = self
+            .open_partitions_blocking(&topic, current..count)
+            .await?;
+        store.upsert(TopicRecord {
+            name: topic.name.clone(),
+            id: topic.id,
+            partitions: count,
+            configs: topic.config().overrides.clone(),
+        })?;
+        topic
+            .partitions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(added);
+        info!(topic = name, partitions = count, "added partitions");
+        Ok(())
+    }
+
+    /// Deletes a topic: gone from lookups and the catalogue at once, its writers drained and
+    /// its directories removed in the background so other requests are never held up.
+    pub async fn delete_topic(&self, name: &str) -> Result<Uuid, TopicError> {
+        let mut store = self.store.lock().await;
+        let topic = self
+            .topic(name)
+            .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
+        store.remove(name)?;
+        self.topics.remove(name);
+        // Writers are drained and directories renamed before the admin lock is released, so
+        // a topic recreated under the same name never shares a directory with the old one.
+        let mut doomed = Vec::new();
+        for partition in topic.partitions() {
+            if let Err(e) = partition.close().await {
+                warn!(topic = name, error = %e, "partition of deleted topic did not close cleanly");
+            }
+            let target = self.data_dir.join(format!(
+                "{}-{}.{}-delete",
+                topic.name,
+                partition.index(),
+                topic.id.simple()
+            ));
+            match std::fs::rename(partition.dir(), &target) {
+                Ok(()) => doomed.push(target),
+                Err(e) => warn!(topic = name, error = %e, "could not rename partition directory"),
+            }
+        }
+        drop(store);
+        tokio::task::spawn_blocking(move || {
+            for dir in doomed {
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    warn!(dir = %dir.display(), error = %e, "could not remove partition directory");
+                }
+            }
+        });
+        info!(topic = name, "deleted topic");
+        Ok(topic.id)
+    }
+
+    /// Runs retention over every partition; returns bytes deleted.
+    pub fn enforce_retention(&self) -> u64 {
+        self.topics()
+            .iter()
+            .flat_map(|t| t.partitions())
+            .map(|p| p.enforce_retention())
+            .sum()
+    }
+
+    /// Drains and fsyncs every writer, then writes the clean-shutdown marker.
+    pub async fn shutdown(&self) -> Result<(), TopicError> {
+        let mut clean = true;
+        for topic in self.topics() {
+            for partition in topic.partitions() {
+                if let Err(e) = partition.close().await {
+                    warn!(partition = format!("{}-{}", topic.name, partition.index()), error = %e,
+                        "partition did not close cleanly");
+                    clean = false;
+                }
+            }
+        }
+        if clean {
+            let marker = self.data_dir.join(CLEAN_SHUTDOWN_FILE);
+            std::fs::write(&marker, now_ms().to_string())
+                .and_then(|()| sync_dir(&self.data_dir))
+                .map_err(|source| LogError::Io {
+                    context: "writing the clean-shutdown marker".into(),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+}
+
+/// Removes directories of topics whose deletion a crash interrupted.
+fn remove_deleted_dirs(data_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(data_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.ends_with("-delete")
+            && entry.path().is_dir()
+            && let Err(e) = std::fs::remove_dir_all(entry.path())
+        {
+            warn!(dir = name, error = %e, "could not remove deleted partition directory");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        assert!(validate_topic_name("orders.v1_a-b").is_ok());
+        assert!(validate_topic_name("").is_err());
+        assert!(validate_topic_name("..").is_err());
+        assert!(validate_topic_name("a b").is_err());
+        assert!(validate_topic_name("ünicode").is_err());
+        assert!(validate_topic_name(&"x".repeat(250)).is_err());
+        assert!(validate_topic_name(&"x".repeat(249)).is_ok());
+    }
+}

@@ -1,0 +1,55 @@
+//! The stream engine: every topic-partition is a segmented log on disk written by its own
+//! background writer with group commit.
+//!
+//! - `batch.rs`: record batch validation and patching.
+//! - `segment.rs`, `index.rs`: segment files and their sparse indexes; recovery of a torn tail.
+//! - `commit.rs`: persistence flags and the commit step that advances the high watermark.
+//! - `writer.rs`: the per-partition background writer (group commit).
+//! - `partition.rs`: offset assignment, reads bounded by the high watermark, retention.
+//! - `manager.rs`: the topics of this broker, their creation, deletion and recovery.
+//! - `topic_config.rs`: topic-level configs under Kafka's names.
+
+pub mod batch;
+pub mod commit;
+pub mod index;
+pub mod manager;
+pub mod partition;
+pub mod segment;
+pub mod topic_config;
+pub mod writer;
+
+use kafka_protocol::ResponseError;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum LogError {
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    #[error("the partition refuses writes after a storage failure")]
+    Poisoned,
+    #[error("the partition is closed")]
+    Closed,
+    #[error("offset out of range")]
+    OffsetOutOfRange,
+}
+
+impl LogError {
+    /// The Kafka error code a response carries for this error.
+    pub fn error_code(&self) -> i16 {
+        match self {
+            LogError::Io { .. } | LogError::Poisoned => ResponseError::KafkaStorageError.code(),
+            LogError::Closed => ResponseError::UnknownTopicOrPartition.code(),
+            LogError::OffsetOutOfRange => ResponseError::OffsetOutOfRange.code(),
+        }
+    }
+}
+
+/// Wall-clock milliseconds since the Unix epoch (Kafka timestamps).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,527 @@
+//! One topic-partition: a segmented log, its offset sequencer, its background writer and its
+//! commit queue (high watermark). `Partition` is what handlers hold; `PartitionLog` is the part
+//! the writer task shares.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tracing::{error, info, warn};
+
+use super::batch::{ValidatedBatch, patched_prefix, with_log_append_time};
+use super::commit::{CommitQueue, PendingAppend, Persistence};
+use super::segment::{AppendBatch, RecoveryReport, Segment, parse_segment_file_name};
+use super::topic_config::TopicConfig;
+use super::writer::{self, WriteRequest, WriterCommand};
+use super::{LogError, now_ms};
+use crate::config::{Durability, TimestampType};
+
+/// The leader epoch this single node writes into batches and reports in Metadata.
+pub const LEADER_EPOCH: i32 = 0;
+
+/// Settings every partition of the broker shares.
+#[derive(Debug, Clone)]
+pub struct PartitionOptions {
+    pub durability: Durability,
+    pub flush_interval: Duration,
+    pub write_budget: Arc<Semaphore>,
+    pub write_budget_bytes: usize,
+}
+
+/// The part of a partition its writer task shares: segments, commit queue, poison flag.
+#[derive(Debug)]
+pub struct PartitionLog {
+    name: String,
+    dir: PathBuf,
+    config: RwLock<Arc<TopicConfig>>,
+    segments: RwLock<BTreeMap<i64, Arc<Segment>>>,
+    log_start_offset: AtomicI64,
+    commit: CommitQueue,
+    poisoned: AtomicBool,
+}
+
+impl PartitionLog {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn config(&self) -> Arc<TopicConfig> {
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn segments(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<i64, Arc<Segment>>> {
+        self.segments.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn segments_mut(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<i64, Arc<Segment>>> {
+        self.segments.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The segment appends go to (the last one; `open` always creates one).
+    pub fn active_segment(&self) -> std::io::Result<Arc<Segment>> {
+        self.segments()
+            .last_key_value()
+            .map(|(_, segment)| segment.clone())
+            .ok_or_else(|| std::io::Error::other(format!("partition {} has no segment", self.name)))
+    }
+
+    pub fn should_roll(&self, active: &Segment, incoming_bytes: u64) -> bool {
+        let config = self.config();
+        let size = active.size();
+        size > 0
+            && (size + incoming_bytes > config.segment_bytes as u64
+                || now_ms() - active.created_ms() >= config.segment_ms)
+    }
+
+    /// Closes `active` (data and indexes fsynced, so only the newest segment can ever be
+    /// torn) and starts a new segment at `next_offset`.
+    pub fn roll(&self, active: &Segment, next_offset: i64) -> std::io::Result<Arc<Segment>> {
+        active.sync_data()?;
+        active.sync_indexes()?;
+        let config = self.config();
+        let segment = Arc::new(Segment::create(
+            &self.dir,
+            next_offset,
+            config.index_interval_bytes.max(0) as usize,
+            now_ms(),
+        )?);
+        sync_dir(&self.dir)?;
+        self.segments_mut().insert(next_offset, segment.clone());
+        Ok(segment)
+    }
+
+    pub fn sync_active(&self) -> std::io::Result<()> {
+        let active = self.active_segment()?;
+        active.sync_data()?;
+        active.sync_indexes()
+    }
+
+    pub fn commit(&self) -> i64 {
+        self.commit.commit()
+    }
+
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Acquire)
+    }
+
+    /// After a failed write or fsync nothing queued may be acknowledged, and the partition
+    /// refuses writes until a restart recovers it from disk (never retry an fsync).
+    pub fn poison(&self, cause: &std::io::Error) {
+        if !self.poisoned.swap(true, Ordering::AcqRel) {
+            error!(partition = %self.name, error = %cause,
+                "write to the log failed: partition refuses writes until restart");
+        }
+        self.commit.fail_all();
+    }
+}
+
+struct Sequencer {
+    next_offset: i64,
+    /// `None` once the partition is closed (shutdown or deleted).
+    writer: Option<mpsc::UnboundedSender<WriterCommand>>,
+}
+
+/// What a fetch got from a partition.
+#[derive(Debug, Clone, Default)]
+pub struct ReadResult {
+    pub records: Option<Bytes>,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+}
+
+/// Offsets a partition reports.
+#[derive(Debug, Clone, Copy)]
+pub struct Watermarks {
+    pub log_start_offset: i64,
+    pub high_watermark: i64,
+    /// Next offset to be assigned (includes appends not yet persisted).
+    pub log_end_offset: i64,
+}
+
+pub struct Partition {
+    topic: String,
+    index: i32,
+    log: Arc<PartitionLog>,
+    sequencer: Mutex<Sequencer>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    options: PartitionOptions,
+}
+
+impl std::fmt::Debug for Partition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Partition")
+            .field("topic", &self.topic)
+            .field("index", &self.index)
+            .finish()
+    }
+}
+
+/// The directory of a partition: `<data_dir>/<topic>-<partition>`.
+pub fn partition_dir(data_dir: &Path, topic: &str, index: i32) -> PathBuf {
+    data_dir.join(format!("{topic}-{index}"))
+}
+
+impl Partition {
+    /// Opens (or creates) the partition in `dir`, recovering its segments. With `verify`
+    /// (after an unclean stop) the newest segment is CRC-checked and a torn tail truncated.
+    pub fn open(
+        dir: &Path,
+        topic: &str,
+        index: i32,
+        config: Arc<TopicConfig>,
+        options: PartitionOptions,
+        verify: bool,
+    ) -> Result<Arc<Partition>, LogError> {
+        let name = format!("{topic}-{index}");
+        let io = |source| LogError::Io {
+            context: format!("opening partition {name}"),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let mut bases: Vec<i64> = std::fs::read_dir(dir)
+            .map_err(io)?
+            .filter_map(|entry| entry.ok())
+            .filter_map(|entry| parse_segment_file_name(&entry.file_name().to_string_lossy()))
+            .collect();
+        bases.sort_unstable();
+        let interval = config.index_interval_bytes.max(0) as usize;
+        let now = now_ms();
+        let mut segments = BTreeMap::new();
+        let last = bases.len().checked_sub(1);
+        for (i, base) in bases.iter().enumerate() {
+            let is_last = Some(i) == last;
+            let (segment, report) =
+                Segment::open(dir, *base, interval, verify && is_last, now).map_err(io)?;
+            log_recovery(&name, *base, &report);
+            segments.insert(*base, Arc::new(segment));
+        }
+        if segments.is_empty() {
+            let segment = Segment::create(dir, 0, interval, now).map_err(io)?;
+            sync_dir(dir).map_err(io)?;
+            segments.insert(0, Arc::new(segment));
+        }
+        let log_start_offset = segments.keys().next().copied().unwrap_or(0);
+        let next_offset = segments
+            .values()
+            .next_back()
+            .map_or(0, |segment| segment.next_offset());
+        let required = match options.durability {
+            Durability::Fsync => Persistence::Durable,
+            Durability::PageCache => Persistence::Written,
+        };
+        let log = Arc::new(PartitionLog {
+            name,
+            dir: dir.to_path_buf(),
+            config: RwLock::new(config),
+            segments: RwLock::new(segments),
+            log_start_offset: AtomicI64::new(log_start_offset),
+            commit: CommitQueue::new(next_offset, required),
+            poisoned: AtomicBool::new(false),
+        });
+        let (tx, rx) = mpsc::unbounded_channel();
+        let handle = writer::spawn(log.clone(), rx, options.durability, options.flush_interval);
+        Ok(Arc::new(Partition {
+            topic: topic.to_string(),
+            index,
+            log,
+            sequencer: Mutex::new(Sequencer {
+                next_offset,
+                writer: Some(tx),
+            }),
+            writer: Mutex::new(Some(handle)),
+            options,
+        }))
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    pub fn index(&self) -> i32 {
+        self.index
+    }
+
+    pub fn config(&self) -> Arc<TopicConfig> {
+        self.log.config()
+    }
+
+    fn sequencer(&self) -> std::sync::MutexGuard<'_, Sequencer> {
+        self.sequencer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Assigns offsets to validated batches and queues them for the writer. The returned
+    /// append resolves as the writer persists it; `log_append_time` is -1 for CreateTime.
+    pub async fn append(
+        &self,
+        batches: Vec<ValidatedBatch>,
+    ) -> Result<(Arc<PendingAppend>, i64), LogError> {
+        if self.log.is_poisoned() {
+            return Err(LogError::Poisoned);
+        }
+        let bytes: usize = batches.iter().map(|b| b.bytes.len()).sum();
+        let wanted = bytes.clamp(1, self.options.write_budget_bytes) as u32;
+        let permit = self
+            .options
+            .write_budget
+            .clone()
+            .acquire_many_owned(wanted)
+            .await
+            .map_err(|_| LogError::Closed)?;
+        let config = self.config();
+        let log_append_time = match config.message_timestamp_type {
+            TimestampType::LogAppendTime => now_ms(),
+            TimestampType::CreateTime => -1,
+        };
+        let mut sequencer = self.sequencer();
+        let Some(writer) = sequencer.writer.clone() else {
+            return Err(LogError::Closed);
+        };
+        let base_offset = sequencer.next_offset;
+        let mut next = base_offset;
+        let mut planned = Vec::with_capacity(batches.len());
+        for batch in batches {
+            let bytes = if log_append_time >= 0 {
+                with_log_append_time(&batch.bytes, log_append_time)
+            } else {
+                batch.bytes
+            };
+            let count = batch.header.record_count as i64;
+            let max_timestamp = if log_append_time >= 0 {
+                log_append_time
+            } else {
+                batch.header.max_timestamp
+            };
+            planned.push(AppendBatch {
+                prefix: patched_prefix(&bytes, next, LEADER_EPOCH),
+                bytes,
+                base_offset: next,
+                last_offset: next + count - 1,
+                max_timestamp,
+            });
+            next += count;
+        }
+        let append = PendingAppend::new(base_offset, next);
+        self.log.commit.register(append.clone());
+        let request = WriteRequest {
+            append: append.clone(),
+            batches: planned,
+            permit,
+        };
+        if writer.send(WriterCommand::Append(request)).is_err() {
+            drop(sequencer);
+            append.fail();
+            return Err(LogError::Closed);
+        }
+        sequencer.next_offset = next;
+        Ok((append, log_append_time))
+    }
+
+    pub fn watermarks(&self) -> Watermarks {
+        Watermarks {
+            log_start_offset: self.log.log_start_offset.load(Ordering::Acquire),
+            high_watermark: self.log.commit.high_watermark(),
+            log_end_offset: self.sequencer().next_offset,
+        }
+    }
+
+    /// A receiver that changes whenever the high watermark advances.
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.log.commit.subscribe()
+    }
+
+    /// Reads committed batches from `offset` (blocking I/O: call from the blocking pool).
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+    ) -> Result<ReadResult, LogError> {
+        let marks = self.watermarks();
+        let mut result = ReadResult {
+            records: None,
+            high_watermark: marks.high_watermark,
+            log_start_offset: marks.log_start_offset,
+        };
+        if offset < marks.log_start_offset || offset > marks.log_end_offset {
+            return Err(LogError::OffsetOutOfRange);
+        }
+        if offset >= marks.high_watermark {
+            return Ok(result);
+        }
+        let candidates: Vec<Arc<Segment>> = {
+            let segments = self.log.segments();
+            let start = segments
+                .range(..=offset)
+                .next_back()
+                .map_or(i64::MIN, |(base, _)| *base);
+            segments.range(start..).map(|(_, s)| s.clone()).collect()
+        };
+        for segment in candidates {
+            if segment.base_offset() >= marks.high_watermark {
+                break;
+            }
+            let records = segment
+                .read(offset, marks.high_watermark, max_bytes, min_one)
+                .map_err(|source| LogError::Io {
+                    context: format!("reading {}", self.log.name),
+                    source,
+                })?;
+            if records.is_some() {
+                result.records = records;
+                break;
+            }
+        }
+        Ok(result)
+    }
+
+    /// The batch holding the first record with timestamp >= `timestamp`, if any (blocking).
+    pub fn batch_by_timestamp(&self, timestamp: i64) -> Result<Option<Bytes>, LogError> {
+        let high_watermark = self.log.commit.high_watermark();
+        let segments: Vec<Arc<Segment>> = self.log.segments().values().cloned().collect();
+        for segment in segments {
+            let found = segment
+                .find_by_timestamp(timestamp, high_watermark)
+                .map_err(|source| LogError::Io {
+                    context: format!("searching {}", self.log.name),
+                    source,
+                })?;
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
+    }
+
+    /// The batch holding the partition's largest timestamp, if any (blocking).
+    pub fn batch_with_max_timestamp(&self) -> Result<Option<Bytes>, LogError> {
+        let high_watermark = self.log.commit.high_watermark();
+        let segments: Vec<Arc<Segment>> = self.log.segments().values().cloned().collect();
+        let best = segments
+            .iter()
+            .filter(|s| s.max_timestamp_batch() >= 0 && s.max_timestamp_batch() < high_watermark)
+            .max_by_key(|s| s.max_timestamp());
+        match best {
+            Some(segment) => segment
+                .read_batch(segment.max_timestamp_batch())
+                .map_err(|source| LogError::Io {
+                    context: format!("reading {}", self.log.name),
+                    source,
+                }),
+            None => Ok(None),
+        }
+    }
+
+    /// Deletes whole segments past `retention.ms` / beyond `retention.bytes`; never the active
+    /// segment, never data above the high watermark. Returns the bytes deleted.
+    pub fn enforce_retention(&self) -> u64 {
+        let config = self.config();
+        if !config.cleanup_policy.deletes() {
+            return 0;
+        }
+        let high_watermark = self.log.commit.high_watermark();
+        let now = now_ms();
+        let removed: Vec<Arc<Segment>> = {
+            let mut segments = self.log.segments_mut();
+            let mut total: u64 = segments.values().map(|s| s.size()).sum();
+            let mut removed = Vec::new();
+            loop {
+                let mut iter = segments.values();
+                let (Some(oldest), Some(next)) = (iter.next(), iter.next()) else {
+                    break;
+                };
+                let next_base = next.base_offset();
+                let too_old = config.retention_ms >= 0
+                    && oldest.max_timestamp() >= 0
+                    && now - oldest.max_timestamp() > config.retention_ms;
+                let too_big = config.retention_bytes >= 0
+                    && total.saturating_sub(oldest.size()) >= config.retention_bytes as u64;
+                let empty_and_old = oldest.is_empty()
+                    && config.retention_ms >= 0
+                    && now - oldest.created_ms() > config.retention_ms;
+                if next_base > high_watermark || !(too_old || too_big || empty_and_old) {
+                    break;
+                }
+                total -= oldest.size();
+                let base = oldest.base_offset();
+                if let Some(segment) = segments.remove(&base) {
+                    removed.push(segment);
+                }
+                self.log
+                    .log_start_offset
+                    .store(next_base, Ordering::Release);
+            }
+            removed
+        };
+        let mut deleted = 0;
+        for segment in removed {
+            deleted += segment.size();
+            info!(partition = %self.log.name, base_offset = segment.base_offset(),
+                bytes = segment.size(), "retention deleted segment");
+            segment.delete_files();
+        }
+        deleted
+    }
+
+    /// Size of all segments in bytes.
+    pub fn size_bytes(&self) -> u64 {
+        self.log.segments().values().map(|s| s.size()).sum()
+    }
+
+    /// Stops accepting appends, lets the writer finish everything queued, fsyncs, and waits
+    /// for the writer task to end.
+    pub async fn close(&self) -> Result<(), LogError> {
+        let writer = self.sequencer().writer.take();
+        let mut result = Ok(());
+        if let Some(writer) = writer {
+            let (tx, rx) = oneshot::channel();
+            if writer.send(WriterCommand::Sync(tx)).is_ok() {
+                match rx.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(source)) => {
+                        result = Err(LogError::Io {
+                            context: format!("final fsync of {}", self.log.name),
+                            source,
+                        })
+                    }
+                    Err(_) => result = Err(LogError::Closed),
+                }
+            }
+        }
+        let handle = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(handle) = handle
+            && let Err(e) = handle.await
+        {
+            warn!(partition = %self.log.name, error = %e, "writer task ended abnormally");
+        }
+        result
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.log.dir
+    }
+}
+
+fn log_recovery(name: &str, base: i64, report: &RecoveryReport) {
+    if report.truncated_bytes > 0 {
+        warn!(
+            partition = %name,
+            segment = base,
+            valid_bytes = report.valid_bytes,
+            truncated_bytes = report.truncated_bytes,
+            "recovery truncated a torn or corrupt segment tail"
+        );
+    }
+}
+
+/// fsync of a directory, so a created or renamed file's entry survives a power loss.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}

@@ -1,0 +1,630 @@
+//! One log segment: `<20-digit base offset>.log` holding record batches back to back, with its
+//! sparse `.index` and `.timeindex`. The partition's writer task is the only writer; fetches
+//! read concurrently with positional reads bounded by what the writer has completed.
+
+use std::fs::{File, OpenOptions};
+use std::io::{IoSlice, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use bytes::{Bytes, BytesMut};
+use tracing::warn;
+
+use super::batch::{BATCH_HEADER_LEN, BatchHeader, verify_batch};
+use super::index::{IndexKind, SparseIndex};
+
+/// Bytes of a batch header needed to know its offsets: up to and including lastOffsetDelta.
+const EXTENT_LEN: usize = 27;
+
+pub fn segment_file_name(base_offset: i64, extension: &str) -> String {
+    format!("{base_offset:020}.{extension}")
+}
+
+/// Parses `00000000000000000042.log` into 42.
+pub fn parse_segment_file_name(name: &str) -> Option<i64> {
+    let stem = name.strip_suffix(".log")?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}
+
+#[derive(Debug)]
+struct Indexes {
+    offset: SparseIndex,
+    time: SparseIndex,
+    bytes_since_entry: usize,
+}
+
+/// Where a batch sits in a segment file.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchExtent {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub position: u64,
+    pub size: usize,
+}
+
+#[derive(Debug)]
+pub struct Segment {
+    base_offset: i64,
+    dir: PathBuf,
+    file: File,
+    /// Bytes of complete batches in the file: readers never look past it.
+    size: AtomicU64,
+    /// Offset after the last batch (the base offset while empty).
+    next_offset: AtomicI64,
+    max_timestamp: AtomicI64,
+    /// Base offset of the batch holding `max_timestamp` (-1 while empty).
+    max_timestamp_batch: AtomicI64,
+    created_ms: i64,
+    indexes: Mutex<Indexes>,
+    index_interval_bytes: usize,
+}
+
+/// What recovery found in a segment file.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub valid_bytes: u64,
+    pub truncated_bytes: u64,
+    pub batches: u64,
+}
+
+impl Segment {
+    /// Creates a new, empty segment (its files must not exist yet with data).
+    pub fn create(
+        dir: &Path,
+        base_offset: i64,
+        index_interval_bytes: usize,
+        now_ms: i64,
+    ) -> std::io::Result<Segment> {
+        let file = open_log(&dir.join(segment_file_name(base_offset, "log")), true)?;
+        let indexes = Indexes {
+            offset: SparseIndex::create(
+                IndexKind::Offset,
+                &dir.join(segment_file_name(base_offset, "index")),
+            )?,
+            time: SparseIndex::create(
+                IndexKind::Time,
+                &dir.join(segment_file_name(base_offset, "timeindex")),
+            )?,
+            bytes_since_entry: 0,
+        };
+        Ok(Segment::new(
+            dir,
+            base_offset,
+            file,
+            indexes,
+            index_interval_bytes,
+            now_ms,
+        ))
+    }
+
+    fn new(
+        dir: &Path,
+        base_offset: i64,
+        file: File,
+        indexes: Indexes,
+        index_interval_bytes: usize,
+        created_ms: i64,
+    ) -> Segment {
+        Segment {
+            base_offset,
+            dir: dir.to_path_buf(),
+            file,
+            size: AtomicU64::new(0),
+            next_offset: AtomicI64::new(base_offset),
+            max_timestamp: AtomicI64::new(-1),
+            max_timestamp_batch: AtomicI64::new(-1),
+            created_ms,
+            indexes: Mutex::new(indexes),
+            index_interval_bytes,
+        }
+    }
+
+    /// Opens an existing segment. With `verify`, every batch is CRC-checked and a torn or
+    /// corrupt tail is truncated away; indexes are rebuilt whenever they cannot be trusted.
+    pub fn open(
+        dir: &Path,
+        base_offset: i64,
+        index_interval_bytes: usize,
+        verify: bool,
+        now_ms: i64,
+    ) -> std::io::Result<(Segment, RecoveryReport)> {
+        let log_path = dir.join(segment_file_name(base_offset, "log"));
+        let file = open_log(&log_path, false)?;
+        let file_len = file.metadata()?.len();
+        let index_path = dir.join(segment_file_name(base_offset, "index"));
+        let time_path = dir.join(segment_file_name(base_offset, "timeindex"));
+
+        let mut report = RecoveryReport::default();
+        let mut extents = Vec::new();
+        let mut pos = 0u64;
+        let mut header_buf = vec![0u8; BATCH_HEADER_LEN];
+        let mut batch_buf = Vec::new();
+        while pos < file_len {
+            let remaining = file_len - pos;
+            if remaining < BATCH_HEADER_LEN as u64 {
+                break;
+            }
+            file.read_exact_at(&mut header_buf, pos)?;
+            let Ok(header) = BatchHeader::parse(&header_buf) else {
+                break;
+            };
+            if header.size as u64 > remaining || header.magic != 2 {
+                break;
+            }
+            if verify {
+                batch_buf.resize(header.size, 0);
+                file.read_exact_at(&mut batch_buf, pos)?;
+                if verify_batch(&batch_buf).is_err() {
+                    break;
+                }
+            }
+            if let Some(prev) = extents.last().map(|e: &(BatchExtent, i64)| e.0)
+                && header.base_offset <= prev.last_offset
+            {
+                break;
+            }
+            extents.push((
+                BatchExtent {
+                    base_offset: header.base_offset,
+                    last_offset: header.last_offset(),
+                    position: pos,
+                    size: header.size,
+                },
+                header.max_timestamp,
+            ));
+            pos += header.size as u64;
+            report.batches += 1;
+        }
+        report.valid_bytes = pos;
+        report.truncated_bytes = file_len - pos;
+        if report.truncated_bytes > 0 {
+            file.set_len(pos)?;
+            file.sync_all()?;
+        }
+
+        let next_offset = extents
+            .last()
+            .map_or(base_offset, |(e, _)| e.last_offset + 1);
+        let max_rel = next_offset - base_offset;
+        let loaded = if verify || report.truncated_bytes > 0 {
+            None
+        } else {
+            SparseIndex::load(IndexKind::Offset, &index_path, max_rel).zip(SparseIndex::load(
+                IndexKind::Time,
+                &time_path,
+                max_rel,
+            ))
+        };
+        let rebuild = loaded.is_none();
+        let (offset, time) = match loaded {
+            Some(pair) => pair,
+            None => (
+                SparseIndex::create(IndexKind::Offset, &index_path)?,
+                SparseIndex::create(IndexKind::Time, &time_path)?,
+            ),
+        };
+        let created_ms = file
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(now_ms, |d| d.as_millis() as i64);
+        let segment = Segment::new(
+            dir,
+            base_offset,
+            file,
+            Indexes {
+                offset,
+                time,
+                bytes_since_entry: 0,
+            },
+            index_interval_bytes,
+            if report.batches == 0 {
+                now_ms
+            } else {
+                created_ms
+            },
+        );
+        segment.size.store(pos, Ordering::Release);
+        segment.next_offset.store(next_offset, Ordering::Release);
+        if rebuild {
+            let mut indexes = segment.lock_indexes();
+            for (extent, max_ts) in &extents {
+                segment.index_batch(&mut indexes, extent, *max_ts);
+            }
+            indexes.offset.write_pending()?;
+            indexes.time.write_pending()?;
+        } else {
+            for (extent, max_ts) in &extents {
+                segment.note_max_timestamp(*max_ts, extent.base_offset);
+            }
+        }
+        Ok((segment, report))
+    }
+
+    pub fn base_offset(&self) -> i64 {
+        self.base_offset
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size.load(Ordering::Acquire)
+    }
+
+    pub fn next_offset(&self) -> i64 {
+        self.next_offset.load(Ordering::Acquire)
+    }
+
+    pub fn max_timestamp(&self) -> i64 {
+        self.max_timestamp.load(Ordering::Acquire)
+    }
+
+    pub fn max_timestamp_batch(&self) -> i64 {
+        self.max_timestamp_batch.load(Ordering::Acquire)
+    }
+
+    pub fn created_ms(&self) -> i64 {
+        self.created_ms
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.size() == 0
+    }
+
+    fn lock_indexes(&self) -> std::sync::MutexGuard<'_, Indexes> {
+        // A poisoned lock only means a panic elsewhere; the index data stays consistent.
+        self.indexes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn note_max_timestamp(&self, max_ts: i64, batch_base: i64) {
+        if max_ts > self.max_timestamp.load(Ordering::Acquire) {
+            self.max_timestamp.store(max_ts, Ordering::Release);
+            self.max_timestamp_batch
+                .store(batch_base, Ordering::Release);
+        }
+    }
+
+    /// Records a batch in the running max timestamp and, every `index_interval_bytes`, in both
+    /// indexes. A time index entry holds the segment's running max timestamp, so every batch
+    /// up to its offset is known to be older than any later target.
+    fn index_batch(&self, indexes: &mut Indexes, extent: &BatchExtent, max_ts: i64) {
+        self.note_max_timestamp(max_ts, extent.base_offset);
+        if indexes.bytes_since_entry >= self.index_interval_bytes || indexes.offset.last().is_none()
+        {
+            let rel = extent.base_offset - self.base_offset;
+            indexes.offset.push(rel, extent.position as u32);
+            let running_max = self.max_timestamp();
+            if indexes.time.last().is_none_or(|(t, _)| running_max > t) {
+                let rel_last = extent.last_offset - self.base_offset;
+                indexes.time.push(running_max, rel_last as u32);
+            }
+            indexes.bytes_since_entry = 0;
+        }
+        indexes.bytes_since_entry += extent.size;
+    }
+
+    /// Appends batches (each given as `[16-byte patched prefix, rest of the client's bytes]`)
+    /// with vectored writes. Called only by the partition's writer.
+    pub fn append(&self, batches: &[AppendBatch]) -> std::io::Result<()> {
+        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(batches.len() * 2);
+        for batch in batches {
+            slices.push(IoSlice::new(&batch.prefix));
+            slices.push(IoSlice::new(&batch.bytes[16..]));
+        }
+        write_all_vectored(&self.file, &mut slices)?;
+        let mut pos = self.size();
+        let mut indexes = self.lock_indexes();
+        for batch in batches {
+            let extent = BatchExtent {
+                base_offset: batch.base_offset,
+                last_offset: batch.last_offset,
+                position: pos,
+                size: batch.bytes.len(),
+            };
+            self.index_batch(&mut indexes, &extent, batch.max_timestamp);
+            pos += batch.bytes.len() as u64;
+        }
+        indexes.offset.write_pending()?;
+        indexes.time.write_pending()?;
+        drop(indexes);
+        if let Some(last) = batches.last() {
+            self.next_offset
+                .store(last.last_offset + 1, Ordering::Release);
+        }
+        self.size.store(pos, Ordering::Release);
+        Ok(())
+    }
+
+    /// fdatasync of the log file: what makes appended batches durable.
+    pub fn sync_data(&self) -> std::io::Result<()> {
+        self.file.sync_data()
+    }
+
+    /// Flushes and fsyncs the indexes (on roll and shutdown; recovery rebuilds them otherwise).
+    pub fn sync_indexes(&self) -> std::io::Result<()> {
+        let mut indexes = self.lock_indexes();
+        indexes.offset.sync()?;
+        indexes.time.sync()
+    }
+
+    /// Reads whole batches starting with the one that contains `offset`, stopping before any
+    /// batch at or past `limit_offset` (the high watermark) and after `max_bytes` — but always
+    /// returning at least one batch when `min_one` (KIP-74).
+    pub fn read(
+        &self,
+        offset: i64,
+        limit_offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+    ) -> std::io::Result<Option<Bytes>> {
+        let size = self.size();
+        let Some(start) = self.find_batch(offset, size)? else {
+            return Ok(None);
+        };
+        if start.base_offset >= limit_offset {
+            return Ok(None);
+        }
+        let want = if min_one {
+            max_bytes.max(start.size)
+        } else {
+            max_bytes
+        };
+        let read_len = (want as u64).min(size - start.position) as usize;
+        if read_len < start.size {
+            return Ok(None);
+        }
+        let mut buf = BytesMut::zeroed(read_len);
+        self.file.read_exact_at(&mut buf, start.position)?;
+        let mut end = 0;
+        while end + EXTENT_LEN <= buf.len() {
+            let Some((base, batch_size)) = BatchHeader::peek_extent(&buf[end..]) else {
+                break;
+            };
+            if base >= limit_offset || end + batch_size > buf.len() {
+                break;
+            }
+            end += batch_size;
+        }
+        buf.truncate(end);
+        Ok((end > 0).then(|| buf.freeze()))
+    }
+
+    /// The first batch whose last offset is at least `offset`, searching from the index.
+    pub fn find_batch(&self, offset: i64, size: u64) -> std::io::Result<Option<BatchExtent>> {
+        let start_pos = {
+            let indexes = self.lock_indexes();
+            indexes
+                .offset
+                .floor(offset - self.base_offset)
+                .map_or(0, |(_, pos)| u64::from(pos))
+        };
+        self.scan_from(start_pos, size, |extent| extent.last_offset >= offset)
+    }
+
+    /// Walks batch headers from `pos` and returns the first extent matching `found`.
+    fn scan_from(
+        &self,
+        mut pos: u64,
+        size: u64,
+        mut found: impl FnMut(&BatchExtent) -> bool,
+    ) -> std::io::Result<Option<BatchExtent>> {
+        let mut header = [0u8; EXTENT_LEN];
+        while pos + EXTENT_LEN as u64 <= size {
+            self.file.read_exact_at(&mut header, pos)?;
+            let Some((base_offset, batch_size)) = BatchHeader::peek_extent(&header) else {
+                return Ok(None);
+            };
+            let delta = i32::from_be_bytes([header[23], header[24], header[25], header[26]]);
+            let extent = BatchExtent {
+                base_offset,
+                last_offset: base_offset + i64::from(delta),
+                position: pos,
+                size: batch_size,
+            };
+            if found(&extent) {
+                return Ok(Some(extent));
+            }
+            pos += batch_size as u64;
+        }
+        Ok(None)
+    }
+
+    /// The first batch (within `limit_offset`) whose max timestamp is at least `timestamp`,
+    /// returned whole so the caller can look for the exact record inside it.
+    pub fn find_by_timestamp(
+        &self,
+        timestamp: i64,
+        limit_offset: i64,
+    ) -> std::io::Result<Option<Bytes>> {
+        if self.max_timestamp() < timestamp {
+            return Ok(None);
+        }
+        let size = self.size();
+        let start_pos = {
+            let indexes = self.lock_indexes();
+            let start_offset = indexes
+                .time
+                .below(timestamp)
+                .map_or(self.base_offset, |(_, rel)| {
+                    self.base_offset + i64::from(rel)
+                });
+            indexes
+                .offset
+                .floor(start_offset - self.base_offset)
+                .map_or(0, |(_, pos)| u64::from(pos))
+        };
+        let mut header = [0u8; BATCH_HEADER_LEN];
+        let mut pos = start_pos;
+        while pos + BATCH_HEADER_LEN as u64 <= size {
+            self.file.read_exact_at(&mut header, pos)?;
+            let Ok(parsed) = BatchHeader::parse(&header) else {
+                return Ok(None);
+            };
+            if parsed.base_offset >= limit_offset {
+                return Ok(None);
+            }
+            if parsed.max_timestamp >= timestamp {
+                return self.read_batch_at(pos, parsed.size).map(Some);
+            }
+            pos += parsed.size as u64;
+        }
+        Ok(None)
+    }
+
+    /// The whole batch whose base offset is `base_offset`.
+    pub fn read_batch(&self, base_offset: i64) -> std::io::Result<Option<Bytes>> {
+        match self.find_batch(base_offset, self.size())? {
+            Some(extent) if extent.base_offset == base_offset => {
+                self.read_batch_at(extent.position, extent.size).map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn read_batch_at(&self, pos: u64, size: usize) -> std::io::Result<Bytes> {
+        let mut buf = BytesMut::zeroed(size);
+        self.file.read_exact_at(&mut buf, pos)?;
+        Ok(buf.freeze())
+    }
+
+    /// Removes the segment's files (after retention or topic deletion).
+    pub fn delete_files(&self) {
+        for ext in ["log", "index", "timeindex"] {
+            let path = self.dir.join(segment_file_name(self.base_offset, ext));
+            if let Err(e) = std::fs::remove_file(&path)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                warn!(path = %path.display(), error = %e, "could not delete segment file");
+            }
+        }
+    }
+}
+
+/// One batch as the writer appends it.
+#[derive(Debug, Clone)]
+pub struct AppendBatch {
+    pub prefix: [u8; 16],
+    pub bytes: Bytes,
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub max_timestamp: i64,
+}
+
+fn open_log(path: &Path, create_new: bool) -> std::io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.read(true).append(true);
+    if create_new {
+        options.create(true);
+    }
+    options.open(path)
+}
+
+fn write_all_vectored(mut file: &File, mut slices: &mut [IoSlice<'_>]) -> std::io::Result<()> {
+    while !slices.is_empty() {
+        match file.write_vectored(slices) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::batch::patched_prefix;
+    use crate::log::batch::tests::sample_batch;
+    use kafka_protocol::records::Compression;
+
+    fn append(segment: &Segment, next: &mut i64, count: i64, ts: i64) {
+        let bytes = sample_batch(count, ts, Compression::None);
+        let batch = AppendBatch {
+            prefix: patched_prefix(&bytes, *next, 0),
+            base_offset: *next,
+            last_offset: *next + count - 1,
+            max_timestamp: ts + count - 1,
+            bytes,
+        };
+        segment.append(&[batch]).unwrap();
+        *next += count;
+    }
+
+    #[test]
+    fn file_names_are_20_digits() {
+        assert_eq!(segment_file_name(42, "log"), "00000000000000000042.log");
+        assert_eq!(
+            parse_segment_file_name("00000000000000000042.log"),
+            Some(42)
+        );
+        assert_eq!(parse_segment_file_name("42.log"), None);
+        assert_eq!(parse_segment_file_name("00000000000000000042.index"), None);
+    }
+
+    #[test]
+    fn append_read_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let segment = Segment::create(dir.path(), 100, 0, 0).unwrap();
+        let mut next = 100;
+        for i in 0..10 {
+            append(&segment, &mut next, 3, 1_000 * i);
+        }
+        assert_eq!(segment.next_offset(), 130);
+        // Offset inside a batch returns the whole batch (clients skip earlier records).
+        let bytes = segment.read(104, i64::MAX, 1, true).unwrap().unwrap();
+        let header = BatchHeader::parse(&bytes).unwrap();
+        assert_eq!(header.base_offset, 103);
+        assert_eq!(bytes.len(), header.size);
+        // The high watermark bounds reads.
+        let bytes = segment.read(100, 106, 1 << 20, true).unwrap().unwrap();
+        let (_, first) = BatchHeader::peek_extent(&bytes).unwrap();
+        assert_eq!(bytes.len(), 2 * first);
+        assert!(segment.read(106, 106, 1 << 20, true).unwrap().is_none());
+        // By timestamp: the first batch with max timestamp >= target.
+        let batch = segment.find_by_timestamp(2_001, i64::MAX).unwrap().unwrap();
+        assert_eq!(BatchHeader::parse(&batch).unwrap().base_offset, 106);
+        drop(segment);
+
+        let (reopened, report) = Segment::open(dir.path(), 100, 0, true, 0).unwrap();
+        assert_eq!(report.truncated_bytes, 0);
+        assert_eq!(report.batches, 10);
+        assert_eq!(reopened.next_offset(), 130);
+        assert_eq!(reopened.max_timestamp(), 9_002);
+    }
+
+    #[test]
+    fn torn_tail_is_truncated_to_the_valid_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let segment = Segment::create(dir.path(), 0, 4096, 0).unwrap();
+        let mut next = 0;
+        for i in 0..5 {
+            append(&segment, &mut next, 2, i);
+        }
+        let good = segment.size();
+        drop(segment);
+        let path = dir.path().join(segment_file_name(0, "log"));
+        let mut bytes = std::fs::read(&path).unwrap();
+        let cut = bytes.len() - 7;
+        bytes.truncate(cut);
+        std::fs::write(&path, &bytes).unwrap();
+        let (segment, report) = Segment::open(dir.path(), 0, 4096, true, 0).unwrap();
+        assert!(report.truncated_bytes > 0);
+        assert_eq!(segment.next_offset(), 8);
+        assert!(segment.size() < good);
+
+        // A flipped bit inside the last complete batch is caught by the CRC.
+        drop(segment);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 3;
+        bytes[last] ^= 0x10;
+        std::fs::write(&path, &bytes).unwrap();
+        let (segment, report) = Segment::open(dir.path(), 0, 4096, true, 0).unwrap();
+        assert!(report.truncated_bytes > 0);
+        assert_eq!(segment.next_offset(), 6);
+    }
+}

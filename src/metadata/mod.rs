@@ -1,0 +1,39 @@
+//! Durable cluster metadata of this node: its identity (`meta.properties`) and the topic
+//! catalogue (`__weir_meta/topics.json`). This is the seam where a replicated controller
+//! will later take over: the rest of the broker only sees `NodeIdentity` and `TopicRecord`s.
+
+mod identity;
+mod topics;
+
+pub use identity::NodeIdentity;
+pub use topics::{TopicRecord, TopicStore};
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum MetadataError {
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Corrupt { path: String, message: String },
+}
+
+/// Writes `bytes` to `path` so that a crash leaves either the old or the new content:
+/// temp file, fsync, rename, fsync of the directory.
+pub(crate) fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .ok_or_else(|| std::io::Error::other("path has no parent directory"))?;
+    let tmp = path.with_extension("tmp");
+    {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}

@@ -1,0 +1,130 @@
+//! The one table of APIs this broker serves: it answers ApiVersions and decides which request
+//! versions are accepted. Maximums come from the request structs' `Message::VERSIONS` (the
+//! versions `kafka-protocol` can really decode), minimums from Kafka 4.x.
+
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest,
+    DescribeClusterRequest, DescribeConfigsRequest, FetchRequest, FindCoordinatorRequest,
+    ListOffsetsRequest, MetadataRequest, ProduceRequest,
+};
+use kafka_protocol::protocol::Message;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiRange {
+    pub key: ApiKey,
+    /// Lowest version advertised.
+    pub min: i16,
+    /// Lowest version actually decoded; advertised-but-older requests close the connection
+    /// (Produce v0-2: advertised so older librdkafka keeps compression on, KAFKA-18659).
+    pub min_served: i16,
+    pub max: i16,
+}
+
+const fn api(key: ApiKey, min: i16, max: i16) -> ApiRange {
+    ApiRange {
+        key,
+        min,
+        min_served: min,
+        max,
+    }
+}
+
+pub const APIS: &[ApiRange] = &[
+    ApiRange {
+        key: ApiKey::Produce,
+        min: 0,
+        min_served: ProduceRequest::VERSIONS.min,
+        max: ProduceRequest::VERSIONS.max,
+    },
+    api(ApiKey::Fetch, 4, FetchRequest::VERSIONS.max),
+    api(ApiKey::ListOffsets, 1, ListOffsetsRequest::VERSIONS.max),
+    api(ApiKey::Metadata, 0, MetadataRequest::VERSIONS.max),
+    api(
+        ApiKey::FindCoordinator,
+        0,
+        FindCoordinatorRequest::VERSIONS.max,
+    ),
+    api(ApiKey::ApiVersions, 0, ApiVersionsRequest::VERSIONS.max),
+    api(ApiKey::CreateTopics, 2, CreateTopicsRequest::VERSIONS.max),
+    api(ApiKey::DeleteTopics, 1, DeleteTopicsRequest::VERSIONS.max),
+    api(
+        ApiKey::DescribeConfigs,
+        1,
+        DescribeConfigsRequest::VERSIONS.max,
+    ),
+    api(
+        ApiKey::CreatePartitions,
+        0,
+        CreatePartitionsRequest::VERSIONS.max,
+    ),
+    api(
+        ApiKey::DescribeCluster,
+        0,
+        DescribeClusterRequest::VERSIONS.max,
+    ),
+];
+
+pub fn lookup(key: ApiKey) -> Option<&'static ApiRange> {
+    APIS.iter().find(|api| api.key == key)
+}
+
+/// Whether a request of this key and version is decoded and served.
+pub fn is_served(key: ApiKey, version: i16) -> bool {
+    lookup(key).is_some_and(|api| version >= api.min_served && version <= api.max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_matches_kafka_4_minimums_and_crate_maximums() {
+        let produce = lookup(ApiKey::Produce).unwrap();
+        assert_eq!((produce.min, produce.min_served, produce.max), (0, 3, 13));
+        assert!(!is_served(ApiKey::Produce, 2));
+        assert!(is_served(ApiKey::Produce, 3));
+        assert_eq!(lookup(ApiKey::Fetch).unwrap().max, 18);
+        assert!(!is_served(ApiKey::Fetch, 3));
+        assert!(is_served(ApiKey::ApiVersions, 0));
+        assert!(!is_served(ApiKey::ApiVersions, 5));
+        assert!(!is_served(ApiKey::JoinGroup, 0));
+        for api in APIS {
+            assert!(
+                api.min <= api.min_served && api.min_served <= api.max,
+                "{api:?}"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod doc_tests {
+    use super::*;
+
+    /// `docs/compatibility.md` lists exactly the advertised APIs with their ranges.
+    #[test]
+    fn compatibility_doc_matches_the_table() {
+        let doc = include_str!("../../docs/compatibility.md");
+        let mut documented = Vec::new();
+        for line in doc.lines() {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            if cells.len() < 5 {
+                continue;
+            }
+            if let (Ok(key), Ok(min), Ok(max)) = (
+                cells[1].parse::<i16>(),
+                cells[3].parse::<i16>(),
+                cells[4].parse::<i16>(),
+            ) {
+                documented.push((key, min, max));
+            }
+        }
+        let mut advertised: Vec<_> = APIS
+            .iter()
+            .map(|api| (api.key as i16, api.min, api.max))
+            .collect();
+        advertised.sort_unstable();
+        documented.sort_unstable();
+        assert_eq!(documented, advertised);
+    }
+}

@@ -1,0 +1,197 @@
+//! Fetch: whole batches from each partition up to its high watermark, bounded by the partition
+//! and response byte limits (at least one batch, KIP-74), with long-poll: a fetch that has
+//! less than `min_bytes` waits until a high watermark it reads advances, `max_wait_ms`
+//! passes, or the broker shuts down. Fetch sessions are not kept: every response carries
+//! session id 0, which tells clients to send full fetch requests.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::select_all;
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::broker::Broker;
+use crate::log::LogError;
+use crate::log::partition::Partition;
+
+const READ_COMMITTED: i8 = 1;
+
+/// A partition of the request, resolved to the broker's partition or an error code.
+struct Wanted {
+    topic_index: usize,
+    index: i32,
+    fetch_offset: i64,
+    max_bytes: usize,
+    partition: Result<Arc<Partition>, i16>,
+}
+
+pub async fn handle(broker: &Arc<Broker>, version: i16, request: FetchRequest) -> FetchResponse {
+    let mut response = FetchResponse::default();
+    if request.session_id != 0 || request.session_epoch > 0 {
+        // We never hand out session ids, so an incremental fetch names an unknown session.
+        response.error_code = ResponseError::FetchSessionIdNotFound.code();
+        return response;
+    }
+    let read_committed = version >= 4 && request.isolation_level == READ_COMMITTED;
+    let mut topics: Vec<(TopicName, uuid::Uuid)> = Vec::with_capacity(request.topics.len());
+    let mut wanted = Vec::new();
+    for (topic_index, fetch_topic) in request.topics.into_iter().enumerate() {
+        let by_id = version >= 13;
+        let topic = if by_id {
+            broker.logs.topic_by_id(fetch_topic.topic_id)
+        } else {
+            broker.logs.topic(&fetch_topic.topic)
+        };
+        let missing = if by_id {
+            ResponseError::UnknownTopicId.code()
+        } else {
+            ResponseError::UnknownTopicOrPartition.code()
+        };
+        topics.push((fetch_topic.topic, fetch_topic.topic_id));
+        for p in fetch_topic.partitions {
+            let partition = match &topic {
+                Some(topic) => topic
+                    .partition(p.partition)
+                    .ok_or(ResponseError::UnknownTopicOrPartition.code()),
+                None => Err(missing),
+            };
+            wanted.push(Wanted {
+                topic_index,
+                index: p.partition,
+                fetch_offset: p.fetch_offset,
+                max_bytes: p.partition_max_bytes.max(0) as usize,
+                partition,
+            });
+        }
+    }
+    let wanted = Arc::new(wanted);
+    let max_bytes = if version >= 3 {
+        request.max_bytes.max(0) as usize
+    } else {
+        usize::MAX
+    };
+    let min_bytes = request.min_bytes.max(0) as usize;
+    let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
+
+    // Subscribe before reading, so an advance between the read and the wait is not missed.
+    let mut watches: Vec<watch::Receiver<i64>> = wanted
+        .iter()
+        .filter_map(|w| w.partition.as_ref().ok().map(|p| p.subscribe()))
+        .collect();
+    let results = loop {
+        for watch in &mut watches {
+            watch.mark_unchanged();
+        }
+        let task_wanted = wanted.clone();
+        let results = tokio::task::spawn_blocking(move || read_all(&task_wanted, max_bytes))
+            .await
+            .unwrap_or_default();
+        let bytes: usize = results
+            .iter()
+            .map(|r| r.records.as_ref().map_or(0, Bytes::len))
+            .sum();
+        let any_error = results.iter().any(|r| r.error_code != 0);
+        if bytes >= min_bytes || any_error || watches.is_empty() {
+            break results;
+        }
+        let now = Instant::now();
+        if now >= deadline || broker.shutdown.is_triggered() {
+            break results;
+        }
+        let changed = select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
+        tokio::select! {
+            _ = changed => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+            _ = broker.shutdown.cancelled() => {}
+        }
+    };
+
+    let mut responses: Vec<FetchableTopicResponse> = topics
+        .into_iter()
+        .map(|(name, id)| {
+            let mut topic = FetchableTopicResponse::default();
+            topic.topic = name;
+            topic.topic_id = id;
+            topic
+        })
+        .collect();
+    for (w, result) in wanted.iter().zip(results) {
+        let mut data = PartitionData::default();
+        data.partition_index = w.index;
+        data.error_code = result.error_code;
+        data.high_watermark = result.high_watermark;
+        data.last_stable_offset = result.high_watermark;
+        data.log_start_offset = result.log_start_offset;
+        data.aborted_transactions = read_committed.then(Vec::new);
+        data.records = Some(result.records.unwrap_or_default());
+        if let Some(topic) = responses.get_mut(w.topic_index) {
+            topic.partitions.push(data);
+        }
+    }
+    response.responses = responses;
+    response
+}
+
+#[derive(Debug, Default)]
+struct PartitionRead {
+    error_code: i16,
+    high_watermark: i64,
+    log_start_offset: i64,
+    records: Option<Bytes>,
+}
+
+/// Reads every partition in request order (blocking I/O). The first batch found may exceed
+/// the limits (KIP-74); after that, partition and response limits hold strictly.
+fn read_all(wanted: &[Wanted], max_bytes: usize) -> Vec<PartitionRead> {
+    let mut remaining = max_bytes;
+    let mut min_one = true;
+    wanted
+        .iter()
+        .map(|w| {
+            let partition = match &w.partition {
+                Ok(p) => p,
+                Err(code) => {
+                    return PartitionRead {
+                        error_code: *code,
+                        high_watermark: -1,
+                        log_start_offset: -1,
+                        records: None,
+                    };
+                }
+            };
+            let limit = w.max_bytes.min(remaining);
+            match partition.read(w.fetch_offset, limit, min_one) {
+                Ok(read) => {
+                    if let Some(records) = &read.records {
+                        remaining = remaining.saturating_sub(records.len());
+                        min_one = false;
+                    }
+                    PartitionRead {
+                        error_code: 0,
+                        high_watermark: read.high_watermark,
+                        log_start_offset: read.log_start_offset,
+                        records: read.records,
+                    }
+                }
+                Err(e) => {
+                    if !matches!(e, LogError::OffsetOutOfRange) {
+                        tracing::warn!(topic = partition.topic(), partition = w.index,
+                            error = %e, "fetch read failed");
+                    }
+                    let marks = partition.watermarks();
+                    PartitionRead {
+                        error_code: e.error_code(),
+                        high_watermark: marks.high_watermark,
+                        log_start_offset: marks.log_start_offset,
+                        records: None,
+                    }
+                }
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,186 @@
+//! Produce. Stage one (before the connection reads its next request) validates every batch
+//! and assigns offsets, so pipelined produce requests keep their order; stage two waits for
+//! the persistence each `acks` level promises: none (acks=0, no response), the page cache
+//! (acks=1) or the high watermark (acks=all).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use tracing::debug;
+
+use crate::broker::Broker;
+use crate::log::batch::validate_produce_records;
+use crate::log::commit::{AckLevel, PendingAppend};
+use crate::log::manager::Topic;
+use crate::protocol::ResponseFuture;
+
+/// One partition's outcome of stage one.
+enum Outcome {
+    Failed(i16, Option<String>),
+    Appended {
+        append: Arc<PendingAppend>,
+        log_append_time: i64,
+        log_start_offset: i64,
+    },
+}
+
+struct PartitionSlot {
+    index: i32,
+    outcome: Outcome,
+}
+
+struct TopicSlot {
+    name: TopicName,
+    topic_id: uuid::Uuid,
+    partitions: Vec<PartitionSlot>,
+}
+
+pub async fn handle(broker: &Arc<Broker>, request: ProduceRequest) -> ResponseFuture {
+    let acks = request.acks;
+    let level = match acks {
+        0 | 1 => AckLevel::Written,
+        -1 => AckLevel::Committed,
+        _ => {
+            return finish_now(request, ResponseError::InvalidRequiredAcks.code());
+        }
+    };
+    let mut topics = Vec::with_capacity(request.topic_data.len());
+    for topic_data in request.topic_data {
+        topics.push(append_topic(broker, topic_data).await);
+    }
+    if acks == 0 {
+        return Box::pin(std::future::ready(None));
+    }
+    let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
+    Box::pin(async move {
+        let mut response = ProduceResponse::default();
+        for topic in topics {
+            let mut entry = TopicProduceResponse::default();
+            entry.name = topic.name;
+            entry.topic_id = topic.topic_id;
+            for slot in topic.partitions {
+                entry
+                    .partition_responses
+                    .push(complete(slot, level, timeout).await);
+            }
+            response.responses.push(entry);
+        }
+        Some(ResponseKind::Produce(response))
+    })
+}
+
+/// Answers every partition with one error (a request-level problem such as bad acks).
+fn finish_now(request: ProduceRequest, code: i16) -> ResponseFuture {
+    let mut response = ProduceResponse::default();
+    for topic_data in request.topic_data {
+        let mut entry = TopicProduceResponse::default();
+        entry.name = topic_data.name;
+        entry.topic_id = topic_data.topic_id;
+        for partition in topic_data.partition_data {
+            entry
+                .partition_responses
+                .push(partition_response(partition.index, code, None));
+        }
+        response.responses.push(entry);
+    }
+    Box::pin(std::future::ready(Some(ResponseKind::Produce(response))))
+}
+
+async fn append_topic(broker: &Arc<Broker>, data: TopicProduceData) -> TopicSlot {
+    // v13+ names topics by id only (KIP-516).
+    let topic: Result<Arc<Topic>, i16> = if !data.topic_id.is_nil() {
+        broker
+            .logs
+            .topic_by_id(data.topic_id)
+            .ok_or(ResponseError::UnknownTopicId.code())
+    } else {
+        broker
+            .topic_or_create(&data.name, false)
+            .await
+            .map_err(|e| e.error_code())
+    };
+    let mut slot = TopicSlot {
+        name: data.name,
+        topic_id: data.topic_id,
+        partitions: Vec::with_capacity(data.partition_data.len()),
+    };
+    for partition in data.partition_data {
+        let index = partition.index;
+        let outcome = match &topic {
+            Ok(topic) => append_partition(topic, partition).await,
+            Err(code) => Outcome::Failed(*code, None),
+        };
+        slot.partitions.push(PartitionSlot { index, outcome });
+    }
+    slot
+}
+
+async fn append_partition(topic: &Topic, data: PartitionProduceData) -> Outcome {
+    let Some(partition) = topic.partition(data.index) else {
+        return Outcome::Failed(ResponseError::UnknownTopicOrPartition.code(), None);
+    };
+    let config = partition.config();
+    let Some(records) = data.records else {
+        return Outcome::Failed(ResponseError::InvalidRecord.code(), None);
+    };
+    let batches = match validate_produce_records(&records, config.max_message_bytes.max(0) as usize)
+    {
+        Ok(batches) => batches,
+        Err(e) => {
+            debug!(topic = %topic.name, partition = data.index, error = %e, "rejected batch");
+            return Outcome::Failed(e.error_code(), Some(e.to_string()));
+        }
+    };
+    match partition.append(batches).await {
+        Ok((append, log_append_time)) => Outcome::Appended {
+            append,
+            log_append_time,
+            log_start_offset: partition.watermarks().log_start_offset,
+        },
+        Err(e) => Outcome::Failed(e.error_code(), Some(e.to_string())),
+    }
+}
+
+async fn complete(
+    slot: PartitionSlot,
+    level: AckLevel,
+    timeout: Duration,
+) -> PartitionProduceResponse {
+    match slot.outcome {
+        Outcome::Failed(code, message) => partition_response(slot.index, code, message),
+        Outcome::Appended {
+            append,
+            log_append_time,
+            log_start_offset,
+        } => {
+            let code = match tokio::time::timeout(timeout, append.wait(level)).await {
+                Ok(Ok(())) => 0,
+                Ok(Err(_)) => ResponseError::KafkaStorageError.code(),
+                Err(_) => ResponseError::RequestTimedOut.code(),
+            };
+            let mut response = partition_response(slot.index, code, None);
+            if code == 0 {
+                response.base_offset = append.base_offset;
+                response.log_append_time_ms = log_append_time;
+                response.log_start_offset = log_start_offset;
+            }
+            response
+        }
+    }
+}
+
+fn partition_response(index: i32, code: i16, message: Option<String>) -> PartitionProduceResponse {
+    let mut response = PartitionProduceResponse::default();
+    response.index = index;
+    response.error_code = code;
+    response.base_offset = -1;
+    response.log_append_time_ms = -1;
+    response.log_start_offset = -1;
+    response.error_message = message.map(StrBytes::from_string);
+    response
+}

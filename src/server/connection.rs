@@ -1,0 +1,161 @@
+//! One client connection. The reader decodes frames and runs each request's ordering stage in
+//! turn, then spawns its completion; the writer awaits completions in request order and
+//! writes the responses, so requests are pipelined while responses keep their order.
+//! Any framing or decoding error closes the connection, as Kafka does.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{debug, warn};
+
+use crate::broker::Broker;
+use crate::protocol::codec::{
+    self, CodecError, Decoded, decode_request, encode_api_versions_fallback, encode_response,
+};
+use crate::protocol::dispatch;
+
+/// Requests of one connection that may be in flight at once.
+const MAX_IN_FLIGHT: usize = 64;
+/// A frame body is read in steps of at most this much, so a client that announces a large
+/// frame and then stalls holds little memory.
+const READ_STEP: usize = 64 * 1024;
+
+type Completion = JoinHandle<Option<Result<Bytes, CodecError>>>;
+
+pub async fn run(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
+    let (read_half, write_half) = stream.into_split();
+    let (tx, rx) = mpsc::channel::<Completion>(MAX_IN_FLIGHT);
+    let writer = tokio::spawn(write_responses(write_half, rx, peer));
+    read_requests(&broker, read_half, tx, peer).await;
+    if let Err(e) = writer.await {
+        warn!(%peer, error = %e, "response writer ended abnormally");
+    }
+    debug!(%peer, "connection closed");
+}
+
+async fn read_requests(
+    broker: &Arc<Broker>,
+    read_half: OwnedReadHalf,
+    tx: mpsc::Sender<Completion>,
+    peer: SocketAddr,
+) {
+    let max = broker.config.socket_request_max_bytes as usize;
+    let mut reader = BufReader::with_capacity(READ_STEP, read_half);
+    loop {
+        let frame = tokio::select! {
+            frame = read_frame(&mut reader, max) => frame,
+            _ = broker.shutdown.cancelled() => return,
+        };
+        let frame = match frame {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return,
+            Err(FrameError::Io(e)) => {
+                debug!(%peer, error = %e, "connection read ended");
+                return;
+            }
+            Err(FrameError::Codec(e)) => {
+                warn!(%peer, error = %e, "closing connection: bad frame");
+                return;
+            }
+        };
+        let header = codec::peek_header(&frame);
+        let completion: Completion = match decode_request(frame) {
+            Ok(Decoded::Request(request)) => {
+                let key = request.key;
+                let version = request.version;
+                let correlation_id = request.header.correlation_id;
+                let response = dispatch(broker, *request).await;
+                tokio::spawn(async move {
+                    let body = response.await?;
+                    Some(encode_response(key, version, correlation_id, &body))
+                })
+            }
+            Ok(Decoded::ApiVersionsTooNew { correlation_id }) => {
+                tokio::spawn(async move { Some(encode_api_versions_fallback(correlation_id)) })
+            }
+            Err(e) => {
+                let (key, version, correlation_id) = header.unwrap_or((-1, -1, -1));
+                warn!(%peer, api_key = key, api_version = version, correlation_id,
+                    error = %e, "closing connection: request not served");
+                return;
+            }
+        };
+        if tx.send(completion).await.is_err() {
+            return;
+        }
+    }
+}
+
+enum FrameError {
+    Io(std::io::Error),
+    Codec(CodecError),
+}
+
+/// Reads one length-prefixed frame; `Ok(None)` on a clean end of stream between frames.
+async fn read_frame(
+    reader: &mut BufReader<OwnedReadHalf>,
+    max: usize,
+) -> Result<Option<Bytes>, FrameError> {
+    let mut prefix = [0u8; 4];
+    match reader.read_exact(&mut prefix).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(FrameError::Io(e)),
+    }
+    let size = codec::frame_length(prefix, max).map_err(FrameError::Codec)?;
+    let mut frame = BytesMut::with_capacity(size.min(READ_STEP));
+    while frame.len() < size {
+        let want = (size - frame.len()).min(READ_STEP);
+        frame.reserve(want);
+        let read = (&mut *reader)
+            .take(want as u64)
+            .read_buf(&mut frame)
+            .await
+            .map_err(FrameError::Io)?;
+        if read == 0 {
+            return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+    }
+    Ok(Some(frame.freeze()))
+}
+
+async fn write_responses(
+    write_half: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Completion>,
+    peer: SocketAddr,
+) {
+    let mut writer = BufWriter::with_capacity(64 * 1024, write_half);
+    while let Some(completion) = rx.recv().await {
+        let bytes = match completion.await {
+            Ok(Some(Ok(bytes))) => bytes,
+            // acks=0: the request gets no response.
+            Ok(None) => continue,
+            Ok(Some(Err(e))) => {
+                warn!(%peer, error = %e, "closing connection: response could not be encoded");
+                break;
+            }
+            Err(e) => {
+                warn!(%peer, error = %e, "closing connection: request handler failed");
+                break;
+            }
+        };
+        if let Err(e) = writer.write_all(&bytes).await {
+            debug!(%peer, error = %e, "write failed");
+            return;
+        }
+        if rx.is_empty()
+            && let Err(e) = writer.flush().await
+        {
+            debug!(%peer, error = %e, "flush failed");
+            return;
+        }
+    }
+    let _ = writer.flush().await;
+    let _ = writer.shutdown().await;
+}

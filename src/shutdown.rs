@@ -1,0 +1,46 @@
+//! One token for a graceful stop: the listener stops accepting, connections stop reading new
+//! requests and finish the ones in flight, long-poll fetches return early, then the writers
+//! are drained and fsynced.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+#[derive(Debug, Clone, Default)]
+pub struct Shutdown {
+    token: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Shutdown {
+    pub fn new() -> Shutdown {
+        Shutdown::default()
+    }
+
+    /// Starts the shutdown; everything watching `cancelled()` winds down.
+    pub fn trigger(&self) {
+        self.token.cancel();
+    }
+
+    pub fn is_triggered(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    pub async fn cancelled(&self) {
+        self.token.cancelled().await
+    }
+
+    /// Tracks a connection task so shutdown can wait for its in-flight requests.
+    pub fn tracker(&self) -> &TaskTracker {
+        &self.tasks
+    }
+
+    /// Waits for tracked tasks to end, up to `timeout`. Returns false on timeout.
+    pub async fn wait_for_tasks(&self, timeout: Duration) -> bool {
+        self.tasks.close();
+        tokio::time::timeout(timeout, self.tasks.wait())
+            .await
+            .is_ok()
+    }
+}

@@ -1,0 +1,171 @@
+//! Produce and fetch over a real socket: offsets, acks levels, pipelining order, long-poll.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{TestBroker, batch, decode_records, fetch_request, produce_request};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, RequestKind, ResponseKind};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_are_assigned_gaplessly_and_read_back() {
+    let broker = TestBroker::start().await;
+    let mut client = broker.client().await;
+    client.create_topic("orders", 2, &[]).await;
+    let mut next = 0;
+    for round in 0..20 {
+        let response = client.produce("orders", 1, batch(next, 5, 1_000), -1).await;
+        let p = &response.responses[0].partition_responses[0];
+        assert_eq!(p.error_code, 0);
+        assert_eq!(p.base_offset, next, "round {round}");
+        next += 5;
+    }
+    // A fetch from the middle of a batch returns the whole batch; clients skip.
+    let ResponseKind::Fetch(fetch) = client
+        .call(
+            ApiKey::Fetch,
+            12,
+            RequestKind::Fetch(fetch_request("orders", 1, 7, 0)),
+        )
+        .await
+    else {
+        panic!()
+    };
+    let data = &fetch.responses[0].partitions[0];
+    assert_eq!(data.error_code, 0);
+    assert_eq!(data.high_watermark, 100);
+    let records = decode_records(data.records.clone().unwrap());
+    assert_eq!(records.first().unwrap().0, 5);
+    assert_eq!(records.len(), 95);
+    for (i, (offset, value)) in records.iter().enumerate() {
+        assert_eq!(*offset, 5 + i as i64);
+        assert_eq!(value, &format!("value-{}", 5 + i));
+    }
+    // Past the end: OFFSET_OUT_OF_RANGE.
+    let ResponseKind::Fetch(fetch) = client
+        .call(
+            ApiKey::Fetch,
+            12,
+            RequestKind::Fetch(fetch_request("orders", 1, 101, 0)),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(fetch.responses[0].partitions[0].error_code, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_answer_in_order_and_acks0_gets_no_response() {
+    let broker = TestBroker::start().await;
+    let mut client = broker.client().await;
+    client.create_topic("pipe", 1, &[]).await;
+    let mut expected = Vec::new();
+    let mut frames = Vec::new();
+    for i in 0..30 {
+        let acks = [1, -1, 0][i % 3];
+        let (correlation, frame) = client.frame(
+            ApiKey::Produce,
+            9,
+            &RequestKind::Produce(produce_request("pipe", 0, batch(i as i64, 1, 0), acks)),
+        );
+        if acks != 0 {
+            expected.push((correlation, ApiKey::Produce, i as i64));
+        }
+        frames.push(frame);
+        let (correlation, frame) = client.frame(
+            ApiKey::ApiVersions,
+            3,
+            &RequestKind::ApiVersions(ApiVersionsRequest::default()),
+        );
+        expected.push((correlation, ApiKey::ApiVersions, -1));
+        frames.push(frame);
+    }
+    use tokio::io::AsyncWriteExt;
+    for frame in frames {
+        client.stream.write_all(&frame).await.unwrap();
+    }
+    for (correlation, key, offset) in expected {
+        let version = if key == ApiKey::Produce { 9 } else { 3 };
+        let (got, body) = client.recv(key, version).await;
+        assert_eq!(got, correlation);
+        if let ResponseKind::Produce(p) = body {
+            assert_eq!(p.responses[0].partition_responses[0].base_offset, offset);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_poll_is_woken_by_data_not_the_timer() {
+    let broker = TestBroker::start().await;
+    let mut consumer = broker.client().await;
+    let mut producer = broker.client().await;
+    consumer.create_topic("tail", 1, &[]).await;
+
+    // Idle: returns after about max_wait_ms with no records.
+    let started = Instant::now();
+    let ResponseKind::Fetch(idle) = consumer
+        .call(
+            ApiKey::Fetch,
+            12,
+            RequestKind::Fetch(fetch_request("tail", 0, 0, 300)),
+        )
+        .await
+    else {
+        panic!()
+    };
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(290), "{waited:?}");
+    assert!(waited < Duration::from_secs(3), "{waited:?}");
+    assert!(
+        idle.responses[0].partitions[0]
+            .records
+            .as_ref()
+            .unwrap()
+            .is_empty()
+    );
+
+    // Data arriving mid-wait ends the poll long before max_wait_ms (10 s).
+    let sent = consumer
+        .send(
+            ApiKey::Fetch,
+            12,
+            RequestKind::Fetch(fetch_request("tail", 0, 0, 10_000)),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let produced = Instant::now();
+    producer.produce("tail", 0, batch(0, 3, 0), -1).await;
+    let (correlation, body) = consumer.recv(ApiKey::Fetch, 12).await;
+    let latency = produced.elapsed();
+    assert_eq!(correlation, sent);
+    let ResponseKind::Fetch(fetch) = body else {
+        panic!()
+    };
+    let records = decode_records(fetch.responses[0].partitions[0].records.clone().unwrap());
+    assert_eq!(records.len(), 3);
+    assert!(latency < Duration::from_secs(2), "woken after {latency:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_cache_mode_acknowledges_and_serves() {
+    let broker = TestBroker::start_with("durability: page_cache\nflush_interval_ms: 50\n").await;
+    let mut client = broker.client().await;
+    client.create_topic("fast", 1, &[]).await;
+    for i in 0..10 {
+        let response = client.produce("fast", 0, batch(i, 1, 0), -1).await;
+        assert_eq!(response.responses[0].partition_responses[0].base_offset, i);
+    }
+    let ResponseKind::Fetch(fetch) = client
+        .call(
+            ApiKey::Fetch,
+            12,
+            RequestKind::Fetch(fetch_request("fast", 0, 0, 0)),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(fetch.responses[0].partitions[0].high_watermark, 10);
+}

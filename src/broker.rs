@@ -34,6 +34,8 @@ pub struct Broker {
     pub identity: NodeIdentity,
     pub logs: Arc<LogManager>,
     pub shutdown: Shutdown,
+    /// Bytes of request frames read but not yet dispatched, over all connections.
+    pub request_budget: Arc<Semaphore>,
     advertised: (String, i32),
 }
 
@@ -49,10 +51,7 @@ impl Broker {
             source,
         })?;
         let identity = NodeIdentity::load_or_create(&config.data_dir, config.node_id)?;
-        let budget = usize::try_from(config.write_queue_max_bytes)
-            .unwrap_or(usize::MAX)
-            .min(Semaphore::MAX_PERMITS)
-            .min(u32::MAX as usize);
+        let budget = permits(config.write_queue_max_bytes);
         let options = PartitionOptions {
             durability: config.durability,
             flush_interval: std::time::Duration::from_millis(config.flush_interval_ms),
@@ -68,15 +67,31 @@ impl Broker {
             Some(_) => config.advertised(),
             None => (bound.ip().to_string(), i32::from(bound.port())),
         };
+        let request_budget = Arc::new(Semaphore::new(permits(config.queued_max_request_bytes)));
         let broker = Arc::new(Broker {
             config,
             identity,
             logs: Arc::new(logs),
             shutdown: Shutdown::new(),
+            request_budget,
             advertised,
         });
         broker.spawn_retention();
         Ok((broker, summary))
+    }
+
+    /// Takes `bytes` from the request budget (all of it when `bytes` exceeds the budget).
+    pub async fn reserve_request_bytes(
+        &self,
+        bytes: usize,
+    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let budget = permits(self.config.queued_max_request_bytes);
+        let wanted = bytes.clamp(1, budget) as u32;
+        self.request_budget
+            .clone()
+            .acquire_many_owned(wanted)
+            .await
+            .ok()
     }
 
     pub fn node_id(&self) -> i32 {
@@ -141,4 +156,12 @@ impl Broker {
             }
         });
     }
+}
+
+/// A byte budget as semaphore permits (at most `u32::MAX`, what one acquire can take).
+fn permits(bytes: u64) -> usize {
+    usize::try_from(bytes)
+        .unwrap_or(usize::MAX)
+        .min(Semaphore::MAX_PERMITS)
+        .min(u32::MAX as usize)
 }

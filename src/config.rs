@@ -89,6 +89,8 @@ pub struct Config {
     pub auto_create_topics: bool,
     pub num_partitions: i32,
     pub socket_request_max_bytes: u32,
+    pub queued_max_request_bytes: u64,
+    pub fetch_max_bytes: i32,
     pub max_connections: u32,
     pub shutdown_timeout_ms: u64,
     pub log_segment_bytes: i64,
@@ -186,6 +188,12 @@ impl Config {
             self.socket_request_max_bytes,
             1024,
         )?;
+        at_least(
+            "queued_max_request_bytes",
+            self.queued_max_request_bytes,
+            1 << 20,
+        )?;
+        at_least("fetch_max_bytes", self.fetch_max_bytes, 1024)?;
         at_least("max_connections", self.max_connections, 1)?;
         at_least("log_segment_bytes", self.log_segment_bytes, 1024)?;
         if self.log_segment_bytes > i64::from(i32::MAX) {

@@ -169,3 +169,31 @@ async fn page_cache_mode_acknowledges_and_serves() {
     };
     assert_eq!(fetch.responses[0].partitions[0].high_watermark, 10);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_append_time_topics_stamp_batches_with_a_valid_crc() {
+    let broker = TestBroker::start().await;
+    let mut client = broker.client().await;
+    client
+        .create_topic("stamped", 1, &[("message.timestamp.type", "LogAppendTime")])
+        .await;
+    let before = weir::log::now_ms();
+    let response = client.produce("stamped", 0, batch(0, 3, 1_000), -1).await;
+    let p = &response.responses[0].partition_responses[0];
+    assert_eq!(p.error_code, 0);
+    assert!(p.log_append_time_ms >= before, "{}", p.log_append_time_ms);
+    let ResponseKind::Fetch(fetch) = client
+        .call(
+            ApiKey::Fetch,
+            12,
+            RequestKind::Fetch(fetch_request("stamped", 0, 0, 0)),
+        )
+        .await
+    else {
+        panic!()
+    };
+    let bytes = fetch.responses[0].partitions[0].records.clone().unwrap();
+    let header = weir::log::batch::verify_batch(&bytes).expect("CRC must still be valid");
+    assert!(header.is_log_append_time());
+    assert_eq!(header.max_timestamp, p.log_append_time_ms);
+}

@@ -167,3 +167,49 @@ async fn retention_deletes_old_segments_and_advances_log_start() {
         "offset 0 is gone"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_retention_deletes_segments_whose_records_are_old() {
+    let broker = TestBroker::start_with("log_retention_check_interval_ms: 100\n").await;
+    let mut client = broker.client().await;
+    client
+        .create_topic(
+            "aging",
+            1,
+            &[("segment.bytes", "1024"), ("retention.ms", "3600000")],
+        )
+        .await;
+    let old = weir::log::now_ms() - 2 * 3_600_000;
+    for i in 0..30 {
+        client.produce("aging", 0, batch(i, 1, old), -1).await;
+    }
+    let fresh_from = 30;
+    for i in 0..30 {
+        client
+            .produce("aging", 0, batch(30 + i, 1, weir::log::now_ms()), -1)
+            .await;
+    }
+    let mut log_start = 0;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let ResponseKind::Fetch(fetch) = client
+            .call(
+                ApiKey::Fetch,
+                12,
+                RequestKind::Fetch(fetch_request("aging", 0, 59, 0)),
+            )
+            .await
+        else {
+            panic!()
+        };
+        log_start = fetch.responses[0].partitions[0].log_start_offset;
+        if log_start > 0 {
+            break;
+        }
+    }
+    assert!(log_start > 0, "old segments were not deleted");
+    assert!(
+        log_start <= fresh_from,
+        "fresh records were deleted: {log_start}"
+    );
+}

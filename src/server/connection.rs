@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
@@ -49,10 +49,11 @@ async fn read_requests(
     let mut reader = BufReader::with_capacity(READ_STEP, read_half);
     loop {
         let frame = tokio::select! {
-            frame = read_frame(&mut reader, max) => frame,
+            frame = read_frame(broker, &mut reader, max) => frame,
             _ = broker.shutdown.cancelled() => return,
         };
-        let frame = match frame {
+        // The permit bounds request memory until the request has been dispatched.
+        let (frame, _permit) = match frame {
             Ok(Some(frame)) => frame,
             Ok(None) => return,
             Err(FrameError::Io(e)) => {
@@ -98,10 +99,12 @@ enum FrameError {
 }
 
 /// Reads one length-prefixed frame; `Ok(None)` on a clean end of stream between frames.
+/// The frame's bytes are reserved from the broker's request budget before they are read.
 async fn read_frame(
+    broker: &Broker,
     reader: &mut BufReader<OwnedReadHalf>,
     max: usize,
-) -> Result<Option<Bytes>, FrameError> {
+) -> Result<Option<(Bytes, OwnedSemaphorePermit)>, FrameError> {
     let mut prefix = [0u8; 4];
     match reader.read_exact(&mut prefix).await {
         Ok(_) => {}
@@ -109,6 +112,9 @@ async fn read_frame(
         Err(e) => return Err(FrameError::Io(e)),
     }
     let size = codec::frame_length(prefix, max).map_err(FrameError::Codec)?;
+    let Some(permit) = broker.reserve_request_bytes(size).await else {
+        return Ok(None);
+    };
     let mut frame = BytesMut::with_capacity(size.min(READ_STEP));
     while frame.len() < size {
         let want = (size - frame.len()).min(READ_STEP);
@@ -122,7 +128,7 @@ async fn read_frame(
             return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into()));
         }
     }
-    Ok(Some(frame.freeze()))
+    Ok(Some((frame.freeze(), permit)))
 }
 
 async fn write_responses(

@@ -70,10 +70,11 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: FetchRequest) -
         }
     }
     let wanted = Arc::new(wanted);
+    let broker_max = broker.config.fetch_max_bytes.max(0) as usize;
     let max_bytes = if version >= 3 {
-        request.max_bytes.max(0) as usize
+        (request.max_bytes.max(0) as usize).min(broker_max)
     } else {
-        usize::MAX
+        broker_max
     };
     let min_bytes = request.min_bytes.max(0) as usize;
     let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);

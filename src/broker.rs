@@ -54,6 +54,7 @@ impl Broker {
         let budget = permits(config.write_queue_max_bytes);
         let options = PartitionOptions {
             durability: config.durability,
+            write_path: config.write_path,
             flush_interval: std::time::Duration::from_millis(config.flush_interval_ms),
             write_budget: Arc::new(Semaphore::new(budget)),
             write_budget_bytes: budget,

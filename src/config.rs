@@ -51,6 +51,16 @@ impl Durability {
     }
 }
 
+/// Where produce data is written (`inline` exists as the benchmark baseline only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WritePath {
+    /// The partition's background writer task, with group commit.
+    Background,
+    /// The request handler itself, one write and fsync per request.
+    Inline,
+}
+
 /// Which clock a topic's record timestamps come from (Kafka's `message.timestamp.type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub enum TimestampType {
@@ -84,6 +94,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub node_id: i32,
     pub durability: Durability,
+    pub write_path: WritePath,
     pub flush_interval_ms: u64,
     pub write_queue_max_bytes: u64,
     pub auto_create_topics: bool,

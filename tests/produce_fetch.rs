@@ -197,3 +197,32 @@ async fn log_append_time_topics_stamp_batches_with_a_valid_crc() {
     assert!(header.is_log_append_time());
     assert_eq!(header.max_timestamp, p.log_append_time_ms);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inline_write_path_baseline_is_correct_too() {
+    let broker = TestBroker::start_with("write_path: inline\n").await;
+    let mut client = broker.client().await;
+    client
+        .create_topic("inline", 1, &[("segment.bytes", "2048")])
+        .await;
+    for i in 0..40 {
+        let response = client.produce("inline", 0, batch(i * 2, 2, 0), -1).await;
+        assert_eq!(
+            response.responses[0].partition_responses[0].base_offset,
+            i * 2
+        );
+    }
+    let ResponseKind::Fetch(fetch) = client
+        .call(
+            ApiKey::Fetch,
+            12,
+            RequestKind::Fetch(fetch_request("inline", 0, 0, 0)),
+        )
+        .await
+    else {
+        panic!()
+    };
+    let data = &fetch.responses[0].partitions[0];
+    assert_eq!(data.high_watermark, 80);
+    assert!(!decode_records(data.records.clone().unwrap()).is_empty());
+}

@@ -19,7 +19,7 @@ use super::segment::{AppendBatch, RecoveryReport, Segment, parse_segment_file_na
 use super::topic_config::TopicConfig;
 use super::writer::{self, WriteRequest, WriterCommand};
 use super::{LogError, now_ms};
-use crate::config::{Durability, TimestampType};
+use crate::config::{Durability, TimestampType, WritePath};
 
 /// The leader epoch this single node writes into batches and reports in Metadata.
 pub const LEADER_EPOCH: i32 = 0;
@@ -28,6 +28,7 @@ pub const LEADER_EPOCH: i32 = 0;
 #[derive(Debug, Clone)]
 pub struct PartitionOptions {
     pub durability: Durability,
+    pub write_path: WritePath,
     pub flush_interval: Duration,
     pub write_budget: Arc<Semaphore>,
     pub write_budget_bytes: usize,
@@ -315,6 +316,15 @@ impl Partition {
             batches: planned,
             permit,
         };
+        if self.options.write_path == WritePath::Inline {
+            // Benchmark baseline: write and fsync in the request path while holding the
+            // partition, one request at a time (blocks this runtime thread on purpose).
+            let sync = self.options.durability == Durability::Fsync;
+            writer::write_group(&self.log, vec![WriterCommand::Append(request)], sync);
+            self.log.commit();
+            sequencer.next_offset = next;
+            return Ok((append, log_append_time));
+        }
         if writer.send(WriterCommand::Append(request)).is_err() {
             drop(sequencer);
             append.fail();

@@ -113,7 +113,7 @@ fn group_bytes(command: &WriterCommand) -> usize {
 }
 
 /// Writes one group (blocking I/O, on the blocking pool). Returns whether anything was written.
-fn write_group(log: &PartitionLog, group: Vec<WriterCommand>, sync: bool) -> bool {
+pub(crate) fn write_group(log: &PartitionLog, group: Vec<WriterCommand>, sync: bool) -> bool {
     let mut appends = Vec::new();
     let mut replies = Vec::new();
     for command in group {

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use thiserror::Error;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::info;
 
 use crate::config::Config;
@@ -36,6 +36,8 @@ pub struct Broker {
     pub shutdown: Shutdown,
     /// Bytes of request frames read but not yet dispatched, over all connections.
     pub request_budget: Arc<Semaphore>,
+    /// Bytes of fetch responses read but not yet written, over all connections.
+    pub fetch_budget: Arc<Semaphore>,
     advertised: (String, i32),
 }
 
@@ -69,12 +71,14 @@ impl Broker {
             None => (bound.ip().to_string(), i32::from(bound.port())),
         };
         let request_budget = Arc::new(Semaphore::new(permits(config.queued_max_request_bytes)));
+        let fetch_budget = Arc::new(Semaphore::new(permits(config.fetch_queue_max_bytes)));
         let broker = Arc::new(Broker {
             config,
             identity,
             logs: Arc::new(logs),
             shutdown: Shutdown::new(),
             request_budget,
+            fetch_budget,
             advertised,
         });
         broker.spawn_retention();
@@ -82,17 +86,18 @@ impl Broker {
     }
 
     /// Takes `bytes` from the request budget (all of it when `bytes` exceeds the budget).
-    pub async fn reserve_request_bytes(
-        &self,
-        bytes: usize,
-    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        let budget = permits(self.config.queued_max_request_bytes);
-        let wanted = bytes.clamp(1, budget) as u32;
-        self.request_budget
-            .clone()
-            .acquire_many_owned(wanted)
-            .await
-            .ok()
+    pub async fn reserve_request_bytes(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
+        reserve(
+            &self.request_budget,
+            self.config.queued_max_request_bytes,
+            bytes,
+        )
+        .await
+    }
+
+    /// Takes `bytes` from the fetch-response budget (all of it when `bytes` exceeds it).
+    pub async fn reserve_fetch_bytes(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
+        reserve(&self.fetch_budget, self.config.fetch_queue_max_bytes, bytes).await
     }
 
     pub fn node_id(&self) -> i32 {
@@ -165,4 +170,13 @@ fn permits(bytes: u64) -> usize {
         .unwrap_or(usize::MAX)
         .min(Semaphore::MAX_PERMITS)
         .min(u32::MAX as usize)
+}
+
+async fn reserve(
+    budget: &Arc<Semaphore>,
+    total: u64,
+    bytes: usize,
+) -> Option<OwnedSemaphorePermit> {
+    let wanted = bytes.clamp(1, permits(total)) as u32;
+    budget.clone().acquire_many_owned(wanted).await.ok()
 }

@@ -99,10 +99,13 @@ pub struct Config {
     pub write_queue_max_bytes: u64,
     pub auto_create_topics: bool,
     pub num_partitions: i32,
+    pub max_partitions_per_topic: i32,
     pub socket_request_max_bytes: u32,
     pub queued_max_request_bytes: u64,
     pub fetch_max_bytes: i32,
+    pub fetch_queue_max_bytes: u64,
     pub max_connections: u32,
+    pub connections_max_idle_ms: u64,
     pub shutdown_timeout_ms: u64,
     pub log_segment_bytes: i64,
     pub log_segment_ms: i64,
@@ -194,6 +197,13 @@ impl Config {
         at_least("flush_interval_ms", self.flush_interval_ms, 1)?;
         at_least("write_queue_max_bytes", self.write_queue_max_bytes, 1 << 20)?;
         at_least("num_partitions", self.num_partitions, 1)?;
+        at_least("max_partitions_per_topic", self.max_partitions_per_topic, 1)?;
+        if self.num_partitions > self.max_partitions_per_topic {
+            return Err(ConfigError::invalid(
+                "num_partitions",
+                "above max_partitions_per_topic",
+            ));
+        }
         at_least(
             "socket_request_max_bytes",
             self.socket_request_max_bytes,
@@ -205,7 +215,13 @@ impl Config {
             1 << 20,
         )?;
         at_least("fetch_max_bytes", self.fetch_max_bytes, 1024)?;
+        at_least("fetch_queue_max_bytes", self.fetch_queue_max_bytes, 1 << 20)?;
         at_least("max_connections", self.max_connections, 1)?;
+        at_least(
+            "connections_max_idle_ms",
+            self.connections_max_idle_ms,
+            1000,
+        )?;
         at_least("log_segment_bytes", self.log_segment_bytes, 1024)?;
         if self.log_segment_bytes > i64::from(i32::MAX) {
             return Err(ConfigError::invalid(

@@ -170,3 +170,107 @@ async fn produce_to_a_deleted_topic_is_refused() {
     };
     assert_eq!(response.responses[0].error_code, 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lying_array_counts_are_refused_without_allocating() {
+    let broker = TestBroker::start().await;
+    // Metadata v1 (int32 array length) announcing 2^31-1 topics in a 14-byte body.
+    let mut client = broker.client().await;
+    let mut frame = BytesMut::new();
+    frame.put_i32(14);
+    frame.put_i16(3);
+    frame.put_i16(1);
+    frame.put_i32(1);
+    frame.put_i16(-1);
+    frame.put_i32(i32::MAX);
+    client.stream.write_all(&frame).await.unwrap();
+    assert!(client.is_closed_by_broker().await);
+    // Metadata v12 (flexible: compact array length as an unsigned varint) announcing 2^32-2.
+    let mut client = broker.client().await;
+    let mut body = BytesMut::new();
+    body.put_i16(3);
+    body.put_i16(12);
+    body.put_i32(2);
+    body.put_i16(-1); // client id
+    body.put_u8(0); // header tagged fields
+    body.put_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+    let mut frame = BytesMut::new();
+    frame.put_i32(body.len() as i32);
+    frame.put_slice(&body);
+    client.stream.write_all(&frame).await.unwrap();
+    assert!(client.is_closed_by_broker().await);
+    still_serving(&broker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_batches_with_lying_counts_are_invalid() {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let broker = TestBroker::start().await;
+    let mut client = broker.client().await;
+    client.create_topic("zipped", 1, &[]).await;
+    let record = Record {
+        transactional: false,
+        control: false,
+        partition_leader_epoch: 0,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: 0,
+        timestamp: 0,
+        key: None,
+        value: Some(bytes::Bytes::from_static(b"v")),
+        headers: Default::default(),
+        delete_horizon: false,
+    };
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        [record].iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::Gzip,
+        },
+    )
+    .unwrap();
+    // Claim 2^31-1 records (last offset delta and count agree), then fix the CRC.
+    buf[23..27].copy_from_slice(&(i32::MAX - 1).to_be_bytes());
+    buf[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
+    let crc = weir::log::batch::compute_crc(&buf);
+    buf[17..21].copy_from_slice(&crc.to_be_bytes());
+    let response = client.produce("zipped", 0, buf.freeze(), -1).await;
+    assert_eq!(response.responses[0].partition_responses[0].error_code, 87);
+    assert_eq!(high_watermark(&mut client, "zipped").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn announced_but_unsent_frames_do_not_starve_other_clients() {
+    let broker = TestBroker::start_with("queued_max_request_bytes: 1048576\n").await;
+    let mut stalled = Vec::new();
+    for _ in 0..20 {
+        let mut client = broker.client().await;
+        client
+            .stream
+            .write_all(&(100 * 1024 * 1024i32).to_be_bytes())
+            .await
+            .unwrap();
+        stalled.push(client);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    tokio::time::timeout(std::time::Duration::from_secs(5), still_serving(&broker))
+        .await
+        .expect("a small request waited behind announced frames");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_acks0_produce_closes_the_connection() {
+    let broker = TestBroker::start().await;
+    let mut client = broker.client().await;
+    let request = common::produce_request("missing", 0, batch(0, 1, 0), 0);
+    client
+        .send(ApiKey::Produce, 9, RequestKind::Produce(request))
+        .await;
+    assert!(client.is_closed_by_broker().await);
+}

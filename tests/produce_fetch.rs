@@ -226,3 +226,41 @@ async fn inline_write_path_baseline_is_correct_too() {
     assert_eq!(data.high_watermark, 80);
     assert!(!decode_records(data.records.clone().unwrap()).is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_too_big_for_the_partition_limit_is_not_skipped() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    let broker = TestBroker::start().await;
+    let mut client = broker.client().await;
+    client
+        .create_topic("mixed", 2, &[("segment.bytes", "1024")])
+        .await;
+    client.produce("mixed", 0, batch(0, 1, 0), -1).await;
+    // Partition 1: a big batch alone in its segment, then a small one in the next.
+    client.produce("mixed", 1, batch(0, 60, 0), -1).await;
+    client.produce("mixed", 1, batch(60, 1, 0), -1).await;
+    let mut request = fetch_request("mixed", 0, 0, 0);
+    let mut second = FetchPartition::default();
+    second.partition = 1;
+    second.fetch_offset = 0;
+    second.partition_max_bytes = 200;
+    request.topics[0].partitions.push(second);
+    let _ = FetchTopic::default();
+    let ResponseKind::Fetch(fetch) = client
+        .call(ApiKey::Fetch, 12, RequestKind::Fetch(request))
+        .await
+    else {
+        panic!()
+    };
+    let partitions = &fetch.responses[0].partitions;
+    assert_eq!(
+        decode_records(partitions[0].records.clone().unwrap()).len(),
+        1
+    );
+    let second = decode_records(partitions[1].records.clone().unwrap());
+    assert!(
+        second.is_empty() || second[0].0 == 0,
+        "offset 0 was skipped: got {:?}",
+        second.first()
+    );
+}

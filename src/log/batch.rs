@@ -231,74 +231,14 @@ pub fn validate_produce_records(
             "clients may not produce control batches",
         ));
     }
-    if header.compression() == 0 {
-        verify_uncompressed_records(&records[BATCH_HEADER_LEN..], header.record_count)?;
-    }
+    // As Kafka's log validator: walk every record, decompressing when needed, so a batch
+    // whose counts or framing lie is refused instead of stored.
+    let section = super::records::records_section(&header, records)?;
+    super::records::walk_records(&section, header.record_count, |_| {})?;
     Ok(vec![ValidatedBatch {
         header,
         bytes: records.clone(),
     }])
-}
-
-/// Walks the records of an uncompressed batch: every length must fit and offset deltas must
-/// count up from 0, so consumers never get a batch they cannot parse.
-fn verify_uncompressed_records(mut buf: &[u8], count: i32) -> Result<(), BatchError> {
-    const BAD: BatchError = BatchError::Invalid("malformed record in batch");
-    for expected_delta in 0..count {
-        let len = read_varint(&mut buf).ok_or(BAD)?;
-        let len = usize::try_from(len).map_err(|_| BAD)?;
-        if len > buf.len() {
-            return Err(BAD);
-        }
-        let (mut record, rest) = buf.split_at(len);
-        buf = rest;
-        if record.is_empty() {
-            return Err(BAD);
-        }
-        record.advance(1); // attributes
-        read_varlong(&mut record).ok_or(BAD)?; // timestamp delta
-        if read_varint(&mut record).ok_or(BAD)? != expected_delta {
-            return Err(BatchError::Invalid(
-                "record offset deltas are not sequential",
-            ));
-        }
-        skip_nullable_bytes(&mut record).ok_or(BAD)?; // key
-        skip_nullable_bytes(&mut record).ok_or(BAD)?; // value
-        let headers = read_varint(&mut record).ok_or(BAD)?;
-        if headers < 0 {
-            return Err(BAD);
-        }
-        for _ in 0..headers {
-            let key_len = read_varint(&mut record).ok_or(BAD)?;
-            if key_len < 0 || key_len as usize > record.len() {
-                return Err(BAD);
-            }
-            record.advance(key_len as usize);
-            skip_nullable_bytes(&mut record).ok_or(BAD)?;
-        }
-        if !record.is_empty() {
-            return Err(BAD);
-        }
-    }
-    if !buf.is_empty() {
-        return Err(BatchError::Invalid("trailing bytes after the last record"));
-    }
-    Ok(())
-}
-
-fn skip_nullable_bytes(buf: &mut &[u8]) -> Option<()> {
-    let len = read_varint(buf)?;
-    if len < -1 {
-        return None;
-    }
-    if len > 0 {
-        let len = len as usize;
-        if len > buf.len() {
-            return None;
-        }
-        buf.advance(len);
-    }
-    Some(())
 }
 
 /// Zig-zag varint (Kafka's `varint`), at most 5 bytes.

@@ -164,8 +164,15 @@ impl LogManager {
             partitions += topic.partition_count() as usize;
             manager.topics.insert(record.name.clone(), topic);
         }
-        if clean_shutdown && let Err(e) = std::fs::remove_file(&marker) {
-            warn!(error = %e, "could not remove the clean-shutdown marker");
+        if clean_shutdown {
+            // The marker must be gone for good before anything is written: were it to come
+            // back after a crash, the next start would skip recovery of torn tails.
+            std::fs::remove_file(&marker)
+                .and_then(|()| sync_dir(&data_dir))
+                .map_err(|source| LogError::Io {
+                    context: "removing the clean-shutdown marker".into(),
+                    source,
+                })?;
         }
         let summary = RecoverySummary {
             topics: manager.topics.len(),
@@ -244,9 +251,10 @@ impl LogManager {
         } else {
             partitions
         };
-        if partitions < 1 {
+        if partitions < 1 || partitions > self.config.max_partitions_per_topic {
             return Err(TopicError::InvalidPartitions(format!(
-                "{partitions}; must be at least 1"
+                "{partitions}; must be between 1 and {}",
+                self.config.max_partitions_per_topic
             )));
         }
         if replication_factor != -1 && replication_factor != 1 {
@@ -336,6 +344,12 @@ impl LogManager {
                 "topic currently has {current} partitions, {count} would not be an increase"
             )));
         }
+        if count > self.config.max_partitions_per_topic {
+            return Err(TopicError::InvalidPartitions(format!(
+                "{count} is above max_partitions_per_topic {}",
+                self.config.max_partitions_per_topic
+            )));
+        }
         if validate_only {
             return Ok(());
         }
@@ -383,6 +397,9 @@ impl LogManager {
                 Ok(()) => doomed.push(target),
                 Err(e) => warn!(topic = name, error = %e, "could not rename partition directory"),
             }
+        }
+        if let Err(e) = sync_dir(&self.data_dir) {
+            warn!(topic = name, error = %e, "could not fsync the data directory after deletion");
         }
         drop(store);
         tokio::task::spawn_blocking(move || {

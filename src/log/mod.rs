@@ -1,7 +1,7 @@
 //! The stream engine: every topic-partition is a segmented log on disk written by its own
 //! background writer with group commit.
 //!
-//! - `batch.rs`: record batch validation and patching.
+//! - `batch.rs`: record batch validation and patching; `records.rs`: records inside a batch.
 //! - `segment.rs`, `index.rs`: segment files and their sparse indexes; recovery of a torn tail.
 //! - `commit.rs`: persistence flags and the commit step that advances the high watermark.
 //! - `writer.rs`: the per-partition background writer (group commit).
@@ -14,6 +14,7 @@ pub mod commit;
 pub mod index;
 pub mod manager;
 pub mod partition;
+pub mod records;
 pub mod segment;
 pub mod topic_config;
 pub mod writer;

@@ -15,7 +15,7 @@ use tracing::{error, info, warn};
 
 use super::batch::{ValidatedBatch, patched_prefix, with_log_append_time};
 use super::commit::{CommitQueue, PendingAppend, Persistence};
-use super::segment::{AppendBatch, RecoveryReport, Segment, parse_segment_file_name};
+use super::segment::{AppendBatch, RecoveryReport, Segment, SegmentRead, parse_segment_file_name};
 use super::topic_config::TopicConfig;
 use super::writer::{self, WriteRequest, WriterCommand};
 use super::{LogError, now_ms};
@@ -44,6 +44,8 @@ pub struct PartitionLog {
     log_start_offset: AtomicI64,
     commit: CommitQueue,
     poisoned: AtomicBool,
+    /// Set by `close`: retention leaves the partition alone from then on.
+    closed: AtomicBool,
 }
 
 impl PartitionLog {
@@ -74,12 +76,21 @@ impl PartitionLog {
             .ok_or_else(|| std::io::Error::other(format!("partition {} has no segment", self.name)))
     }
 
-    pub fn should_roll(&self, active: &Segment, incoming_bytes: u64) -> bool {
+    /// Whether appending `incoming_bytes` ending at `incoming_last_offset` needs a new segment:
+    /// by size, by age, or because index entries hold offsets relative to the segment's base
+    /// in 32 bits (as Kafka rolls).
+    pub fn should_roll(
+        &self,
+        active: &Segment,
+        incoming_bytes: u64,
+        incoming_last_offset: i64,
+    ) -> bool {
         let config = self.config();
         let size = active.size();
         size > 0
             && (size + incoming_bytes > config.segment_bytes as u64
-                || now_ms() - active.created_ms() >= config.segment_ms)
+                || now_ms() - active.created_ms() >= config.segment_ms
+                || incoming_last_offset - active.base_offset() > i64::from(i32::MAX))
     }
 
     /// Closes `active` (data and indexes fsynced, so only the newest segment can ever be
@@ -186,7 +197,12 @@ impl Partition {
             context: format!("opening partition {name}"),
             source,
         };
-        std::fs::create_dir_all(dir).map_err(io)?;
+        if !dir.exists() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+            if let Some(parent) = dir.parent() {
+                sync_dir(parent).map_err(io)?;
+            }
+        }
         let mut bases: Vec<i64> = std::fs::read_dir(dir)
             .map_err(io)?
             .filter_map(|entry| entry.ok())
@@ -226,6 +242,7 @@ impl Partition {
             log_start_offset: AtomicI64::new(log_start_offset),
             commit: CommitQueue::new(next_offset, required),
             poisoned: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
         });
         let (tx, rx) = mpsc::unbounded_channel();
         let handle = writer::spawn(log.clone(), rx, options.durability, options.flush_interval);
@@ -368,25 +385,29 @@ impl Partition {
         }
         let candidates: Vec<Arc<Segment>> = {
             let segments = self.log.segments();
-            let start = segments
-                .range(..=offset)
-                .next_back()
-                .map_or(i64::MIN, |(base, _)| *base);
+            // Retention may have removed the segment since the watermarks were read.
+            let Some(start) = segments.range(..=offset).next_back().map(|(base, _)| *base) else {
+                return Err(LogError::OffsetOutOfRange);
+            };
             segments.range(start..).map(|(_, s)| s.clone()).collect()
         };
         for segment in candidates {
             if segment.base_offset() >= marks.high_watermark {
                 break;
             }
-            let records = segment
+            let read = segment
                 .read(offset, marks.high_watermark, max_bytes, min_one)
                 .map_err(|source| LogError::Io {
                     context: format!("reading {}", self.log.name),
                     source,
                 })?;
-            if records.is_some() {
-                result.records = records;
-                break;
+            match read {
+                SegmentRead::Data(records) => {
+                    result.records = Some(records);
+                    break;
+                }
+                SegmentRead::NotHere => continue,
+                SegmentRead::Uncommitted | SegmentRead::DoesNotFit => break,
             }
         }
         Ok(result)
@@ -414,10 +435,14 @@ impl Partition {
     pub fn batch_with_max_timestamp(&self) -> Result<Option<Bytes>, LogError> {
         let high_watermark = self.log.commit.high_watermark();
         let segments: Vec<Arc<Segment>> = self.log.segments().values().cloned().collect();
+        // The first segment holding the maximum wins ties, as Kafka answers.
         let best = segments
             .iter()
             .filter(|s| s.max_timestamp_batch() >= 0 && s.max_timestamp_batch() < high_watermark)
-            .max_by_key(|s| s.max_timestamp());
+            .fold(None::<&Arc<Segment>>, |best, s| match best {
+                Some(b) if b.max_timestamp() >= s.max_timestamp() => Some(b),
+                _ => Some(s),
+            });
         match best {
             Some(segment) => segment
                 .read_batch(segment.max_timestamp_batch())
@@ -438,8 +463,14 @@ impl Partition {
         }
         let high_watermark = self.log.commit.high_watermark();
         let now = now_ms();
+        // Files are unlinked while the segment map is locked, and `close` takes the same lock
+        // to mark the partition closed: a deleted and re-created topic's new files (same
+        // directory name) can never be unlinked by a retention pass of the old one.
+        let mut segments = self.log.segments_mut();
+        if self.log.closed.load(Ordering::Acquire) {
+            return 0;
+        }
         let removed: Vec<Arc<Segment>> = {
-            let mut segments = self.log.segments_mut();
             let mut total: u64 = segments.values().map(|s| s.size()).sum();
             let mut removed = Vec::new();
             loop {
@@ -477,6 +508,7 @@ impl Partition {
                 bytes = segment.size(), "retention deleted segment");
             segment.delete_files();
         }
+        drop(segments);
         deleted
     }
 
@@ -488,6 +520,10 @@ impl Partition {
     /// Stops accepting appends, lets the writer finish everything queued, fsyncs, and waits
     /// for the writer task to end.
     pub async fn close(&self) -> Result<(), LogError> {
+        {
+            let _segments = self.log.segments_mut();
+            self.log.closed.store(true, Ordering::Release);
+        }
         let writer = self.sequencer().writer.take();
         let mut result = Ok(());
         if let Some(writer) = writer {
@@ -510,6 +546,10 @@ impl Partition {
             && let Err(e) = handle.await
         {
             warn!(partition = %self.log.name, error = %e, "writer task ended abnormally");
+        }
+        // The writer's last fsync (data and indexes) may have failed after the reply.
+        if result.is_ok() && self.log.is_poisoned() {
+            result = Err(LogError::Poisoned);
         }
         result
     }

@@ -360,13 +360,13 @@ impl Segment {
         limit_offset: i64,
         max_bytes: usize,
         min_one: bool,
-    ) -> std::io::Result<Option<Bytes>> {
+    ) -> std::io::Result<SegmentRead> {
         let size = self.size();
         let Some(start) = self.find_batch(offset, size)? else {
-            return Ok(None);
+            return Ok(SegmentRead::NotHere);
         };
         if start.base_offset >= limit_offset {
-            return Ok(None);
+            return Ok(SegmentRead::Uncommitted);
         }
         let want = if min_one {
             max_bytes.max(start.size)
@@ -375,7 +375,7 @@ impl Segment {
         };
         let read_len = (want as u64).min(size - start.position) as usize;
         if read_len < start.size {
-            return Ok(None);
+            return Ok(SegmentRead::DoesNotFit);
         }
         let mut buf = BytesMut::zeroed(read_len);
         self.file.read_exact_at(&mut buf, start.position)?;
@@ -390,7 +390,11 @@ impl Segment {
             end += batch_size;
         }
         buf.truncate(end);
-        Ok((end > 0).then(|| buf.freeze()))
+        Ok(if end > 0 {
+            SegmentRead::Data(buf.freeze())
+        } else {
+            SegmentRead::Uncommitted
+        })
     }
 
     /// The first batch whose last offset is at least `offset`, searching from the index.
@@ -504,6 +508,20 @@ impl Segment {
     }
 }
 
+/// What a segment has for a fetch at some offset.
+#[derive(Debug)]
+pub enum SegmentRead {
+    /// Whole batches, the first holding the offset (or the first after it).
+    Data(Bytes),
+    /// Every batch here ends before the offset: look in the next segment.
+    NotHere,
+    /// The batch holding the offset is above the high watermark.
+    Uncommitted,
+    /// The batch holding the offset is larger than the bytes allowed (and not the first of
+    /// the response): return nothing for the partition rather than skip the batch.
+    DoesNotFit,
+}
+
 /// One batch as the writer appends it.
 #[derive(Debug, Clone)]
 pub struct AppendBatch {
@@ -576,15 +594,30 @@ mod tests {
         }
         assert_eq!(segment.next_offset(), 130);
         // Offset inside a batch returns the whole batch (clients skip earlier records).
-        let bytes = segment.read(104, i64::MAX, 1, true).unwrap().unwrap();
+        let SegmentRead::Data(bytes) = segment.read(104, i64::MAX, 1, true).unwrap() else {
+            panic!("no data")
+        };
         let header = BatchHeader::parse(&bytes).unwrap();
         assert_eq!(header.base_offset, 103);
         assert_eq!(bytes.len(), header.size);
         // The high watermark bounds reads.
-        let bytes = segment.read(100, 106, 1 << 20, true).unwrap().unwrap();
+        let SegmentRead::Data(bytes) = segment.read(100, 106, 1 << 20, true).unwrap() else {
+            panic!("no data")
+        };
         let (_, first) = BatchHeader::peek_extent(&bytes).unwrap();
         assert_eq!(bytes.len(), 2 * first);
-        assert!(segment.read(106, 106, 1 << 20, true).unwrap().is_none());
+        assert!(matches!(
+            segment.read(106, 106, 1 << 20, true).unwrap(),
+            SegmentRead::Uncommitted
+        ));
+        assert!(matches!(
+            segment.read(100, i64::MAX, 10, false).unwrap(),
+            SegmentRead::DoesNotFit
+        ));
+        assert!(matches!(
+            segment.read(130, i64::MAX, 1 << 20, true).unwrap(),
+            SegmentRead::NotHere
+        ));
         // By timestamp: the first batch with max timestamp >= target.
         let batch = segment.find_by_timestamp(2_001, i64::MAX).unwrap().unwrap();
         assert_eq!(BatchHeader::parse(&batch).unwrap().base_offset, 106);

@@ -156,7 +156,8 @@ fn write_and_sync(log: &PartitionLog, appends: &[WriteRequest], sync: bool) -> s
     let mut active = log.active_segment()?;
     for request in appends {
         let request_bytes = request.bytes() as u64;
-        if log.should_roll(&active, run_bytes + request_bytes) {
+        let last_offset = request.append.next_offset - 1;
+        if log.should_roll(&active, run_bytes + request_bytes, last_offset) {
             active.append(&run)?;
             run.clear();
             run_bytes = 0;

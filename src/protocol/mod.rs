@@ -14,15 +14,35 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use kafka_protocol::messages::{RequestKind, ResponseKind};
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::broker::Broker;
 use codec::Request;
 
+/// A response body, and the memory-budget permit its data holds until it is written.
+pub struct Reply {
+    pub body: ResponseKind,
+    pub hold: Option<OwnedSemaphorePermit>,
+    /// Send nothing and close the connection instead (Kafka's answer to a failed acks=0
+    /// produce, so the producer refreshes its metadata).
+    pub close_connection: bool,
+}
+
+impl From<ResponseKind> for Reply {
+    fn from(body: ResponseKind) -> Reply {
+        Reply {
+            body,
+            hold: None,
+            close_connection: false,
+        }
+    }
+}
+
 /// The second stage of a request: its response, or `None` when none is sent (acks=0).
-pub type ResponseFuture = Pin<Box<dyn Future<Output = Option<ResponseKind>> + Send>>;
+pub type ResponseFuture = Pin<Box<dyn Future<Output = Option<Reply>> + Send>>;
 
 fn ready(response: ResponseKind) -> ResponseFuture {
-    Box::pin(std::future::ready(Some(response)))
+    Box::pin(std::future::ready(Some(response.into())))
 }
 
 /// Runs a request's ordering stage and returns the future that completes it.
@@ -30,39 +50,55 @@ pub async fn dispatch(broker: &Arc<Broker>, request: Request) -> ResponseFuture 
     let version = request.version;
     let broker = broker.clone();
     match request.body {
-        RequestKind::Produce(body) => handlers::produce::handle(&broker, body).await,
+        RequestKind::Produce(body) => handlers::produce::handle(&broker, version, body).await,
         RequestKind::ApiVersions(body) => ready(ResponseKind::ApiVersions(
             handlers::api_versions::handle(version, &body),
         )),
         RequestKind::Metadata(body) => Box::pin(async move {
-            Some(ResponseKind::Metadata(
-                handlers::metadata::handle(&broker, version, body).await,
-            ))
+            Some(
+                ResponseKind::Metadata(handlers::metadata::handle(&broker, version, body).await)
+                    .into(),
+            )
         }),
         RequestKind::Fetch(body) => Box::pin(async move {
-            Some(ResponseKind::Fetch(
-                handlers::fetch::handle(&broker, version, body).await,
-            ))
+            let (response, hold) = handlers::fetch::handle(&broker, version, body).await;
+            Some(Reply {
+                body: ResponseKind::Fetch(response),
+                hold,
+                close_connection: false,
+            })
         }),
         RequestKind::ListOffsets(body) => Box::pin(async move {
-            Some(ResponseKind::ListOffsets(
-                handlers::list_offsets::handle(&broker, version, body).await,
-            ))
+            Some(
+                ResponseKind::ListOffsets(
+                    handlers::list_offsets::handle(&broker, version, body).await,
+                )
+                .into(),
+            )
         }),
         RequestKind::CreateTopics(body) => Box::pin(async move {
-            Some(ResponseKind::CreateTopics(
-                handlers::create_topics::handle(&broker, version, body).await,
-            ))
+            Some(
+                ResponseKind::CreateTopics(
+                    handlers::create_topics::handle(&broker, version, body).await,
+                )
+                .into(),
+            )
         }),
         RequestKind::DeleteTopics(body) => Box::pin(async move {
-            Some(ResponseKind::DeleteTopics(
-                handlers::delete_topics::handle(&broker, version, body).await,
-            ))
+            Some(
+                ResponseKind::DeleteTopics(
+                    handlers::delete_topics::handle(&broker, version, body).await,
+                )
+                .into(),
+            )
         }),
         RequestKind::CreatePartitions(body) => Box::pin(async move {
-            Some(ResponseKind::CreatePartitions(
-                handlers::create_partitions::handle(&broker, body).await,
-            ))
+            Some(
+                ResponseKind::CreatePartitions(
+                    handlers::create_partitions::handle(&broker, body).await,
+                )
+                .into(),
+            )
         }),
         RequestKind::DescribeConfigs(body) => ready(ResponseKind::DescribeConfigs(
             handlers::describe_configs::handle(&broker, version, body),

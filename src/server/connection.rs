@@ -5,9 +5,10 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
@@ -26,7 +27,18 @@ const MAX_IN_FLIGHT: usize = 64;
 /// frame and then stalls holds little memory.
 const READ_STEP: usize = 64 * 1024;
 
-type Completion = JoinHandle<Option<Result<Bytes, CodecError>>>;
+/// What the writer does for one request, in request order.
+enum Outcome {
+    /// Write this response; the permit holds its bytes in the fetch budget until written.
+    Send(Bytes, Option<OwnedSemaphorePermit>),
+    /// acks=0: no response.
+    Nothing,
+    /// Close the connection after the earlier responses (acks=0 produce that failed).
+    Close(&'static str),
+    Failed(CodecError),
+}
+
+type Completion = JoinHandle<Outcome>;
 
 pub async fn run(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
     let (read_half, write_half) = stream.into_split();
@@ -64,6 +76,10 @@ async fn read_requests(
                 warn!(%peer, error = %e, "closing connection: bad frame");
                 return;
             }
+            Err(FrameError::Idle) => {
+                debug!(%peer, "closing idle connection");
+                return;
+            }
         };
         let header = codec::peek_header(&frame);
         let completion: Completion = match decode_request(frame) {
@@ -73,13 +89,24 @@ async fn read_requests(
                 let correlation_id = request.header.correlation_id;
                 let response = dispatch(broker, *request).await;
                 tokio::spawn(async move {
-                    let body = response.await?;
-                    Some(encode_response(key, version, correlation_id, &body))
+                    let Some(reply) = response.await else {
+                        return Outcome::Nothing;
+                    };
+                    if reply.close_connection {
+                        return Outcome::Close("a produce with acks=0 failed");
+                    }
+                    match encode_response(key, version, correlation_id, &reply.body) {
+                        Ok(bytes) => Outcome::Send(bytes, reply.hold),
+                        Err(e) => Outcome::Failed(e),
+                    }
                 })
             }
-            Ok(Decoded::ApiVersionsTooNew { correlation_id }) => {
-                tokio::spawn(async move { Some(encode_api_versions_fallback(correlation_id)) })
-            }
+            Ok(Decoded::ApiVersionsTooNew { correlation_id }) => tokio::spawn(async move {
+                match encode_api_versions_fallback(correlation_id) {
+                    Ok(bytes) => Outcome::Send(bytes, None),
+                    Err(e) => Outcome::Failed(e),
+                }
+            }),
             Err(e) => {
                 let (key, version, correlation_id) = header.unwrap_or((-1, -1, -1));
                 warn!(%peer, api_key = key, api_version = version, correlation_id,
@@ -96,28 +123,48 @@ async fn read_requests(
 enum FrameError {
     Io(std::io::Error),
     Codec(CodecError),
+    Idle,
 }
 
 /// Reads one length-prefixed frame; `Ok(None)` on a clean end of stream between frames.
-/// The frame's bytes are reserved from the broker's request budget before they are read.
+/// Body bytes are reserved from the broker's request budget step by step as they arrive, so
+/// a frame that is announced but never sent holds nothing; a connection silent for
+/// `connections_max_idle_ms` (between or inside frames) is closed.
 async fn read_frame(
     broker: &Broker,
     reader: &mut BufReader<OwnedReadHalf>,
     max: usize,
-) -> Result<Option<(Bytes, OwnedSemaphorePermit)>, FrameError> {
+) -> Result<Option<(Bytes, Option<OwnedSemaphorePermit>)>, FrameError> {
+    let idle = Duration::from_millis(broker.config.connections_max_idle_ms);
     let mut prefix = [0u8; 4];
-    match reader.read_exact(&mut prefix).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(FrameError::Io(e)),
+    match tokio::time::timeout(idle, reader.read_exact(&mut prefix)).await {
+        Err(_) => return Err(FrameError::Idle),
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Ok(Err(e)) => return Err(FrameError::Io(e)),
     }
     let size = codec::frame_length(prefix, max).map_err(FrameError::Codec)?;
-    let Some(permit) = broker.reserve_request_bytes(size).await else {
-        return Ok(None);
-    };
+    let mut permit: Option<OwnedSemaphorePermit> = None;
     let mut frame = BytesMut::with_capacity(size.min(READ_STEP));
     while frame.len() < size {
+        // Reserve budget only once the client has actually sent more of the frame, so frames
+        // announced but never sent hold nothing.
+        let available = tokio::time::timeout(idle, reader.fill_buf())
+            .await
+            .map_err(|_| FrameError::Idle)?
+            .map_err(FrameError::Io)?
+            .len();
+        if available == 0 {
+            return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+        }
         let want = (size - frame.len()).min(READ_STEP);
+        let Some(step) = broker.reserve_request_bytes(want).await else {
+            return Ok(None);
+        };
+        match permit.as_mut() {
+            Some(held) => held.merge(step),
+            None => permit = Some(step),
+        }
         frame.reserve(want);
         let read = (&mut *reader)
             .take(want as u64)
@@ -137,12 +184,28 @@ async fn write_responses(
     peer: SocketAddr,
 ) {
     let mut writer = BufWriter::with_capacity(64 * 1024, write_half);
-    while let Some(completion) = rx.recv().await {
-        let bytes = match completion.await {
-            Ok(Some(Ok(bytes))) => bytes,
-            // acks=0: the request gets no response.
-            Ok(None) => continue,
-            Ok(Some(Err(e))) => {
+    let mut next: Option<Completion> = None;
+    loop {
+        let completion = match next.take() {
+            Some(completion) => completion,
+            None => match rx.recv().await {
+                Some(completion) => completion,
+                None => break,
+            },
+        };
+        match completion.await {
+            Ok(Outcome::Send(bytes, _hold)) => {
+                if let Err(e) = writer.write_all(&bytes).await {
+                    debug!(%peer, error = %e, "write failed");
+                    return;
+                }
+            }
+            Ok(Outcome::Nothing) => {}
+            Ok(Outcome::Close(reason)) => {
+                debug!(%peer, reason, "closing connection");
+                break;
+            }
+            Ok(Outcome::Failed(e)) => {
                 warn!(%peer, error = %e, "closing connection: response could not be encoded");
                 break;
             }
@@ -150,12 +213,10 @@ async fn write_responses(
                 warn!(%peer, error = %e, "closing connection: request handler failed");
                 break;
             }
-        };
-        if let Err(e) = writer.write_all(&bytes).await {
-            debug!(%peer, error = %e, "write failed");
-            return;
         }
-        if rx.is_empty()
+        // Flush unless the next response is already complete: then it joins this write.
+        next = rx.try_recv().ok();
+        if !next.as_ref().is_some_and(|c| c.is_finished())
             && let Err(e) = writer.flush().await
         {
             debug!(%peer, error = %e, "flush failed");

@@ -12,7 +12,7 @@ use futures::future::select_all;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::time::Instant;
 
 use crate::broker::Broker;
@@ -30,12 +30,18 @@ struct Wanted {
     partition: Result<Arc<Partition>, i16>,
 }
 
-pub async fn handle(broker: &Arc<Broker>, version: i16, request: FetchRequest) -> FetchResponse {
+/// Returns the response and the fetch-budget permit its record bytes hold until written.
+pub async fn handle(
+    broker: &Arc<Broker>,
+    version: i16,
+    request: FetchRequest,
+) -> (FetchResponse, Option<OwnedSemaphorePermit>) {
     let mut response = FetchResponse::default();
-    if request.session_id != 0 || request.session_epoch > 0 {
-        // We never hand out session ids, so an incremental fetch names an unknown session.
+    if request.session_epoch > 0 {
+        // We never hand out session ids, so an incremental fetch names an unknown session;
+        // epochs 0 and -1 are full fetches whatever the session id.
         response.error_code = ResponseError::FetchSessionIdNotFound.code();
-        return response;
+        return (response, None);
     }
     let read_committed = version >= 4 && request.isolation_level == READ_COMMITTED;
     let mut topics: Vec<(TopicName, uuid::Uuid)> = Vec::with_capacity(request.topics.len());
@@ -84,10 +90,12 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: FetchRequest) -
         .iter()
         .filter_map(|w| w.partition.as_ref().ok().map(|p| p.subscribe()))
         .collect();
-    let results = loop {
+    let (results, hold) = loop {
         for watch in &mut watches {
             watch.mark_unchanged();
         }
+        // Reserve what this read may return; keep only what it did return.
+        let mut hold = broker.reserve_fetch_bytes(max_bytes).await;
         let task_wanted = wanted.clone();
         let results = tokio::task::spawn_blocking(move || read_all(&task_wanted, max_bytes))
             .await
@@ -98,11 +106,13 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: FetchRequest) -
             .sum();
         let any_error = results.iter().any(|r| r.error_code != 0);
         if bytes >= min_bytes || any_error || watches.is_empty() {
-            break results;
+            fit_permit(broker, &mut hold, bytes).await;
+            break (results, hold);
         }
+        drop(hold);
         let now = Instant::now();
         if now >= deadline || broker.shutdown.is_triggered() {
-            break results;
+            break (results, None);
         }
         let changed = select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
         tokio::select! {
@@ -135,7 +145,22 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: FetchRequest) -
         }
     }
     response.responses = responses;
-    response
+    (response, hold)
+}
+
+/// Shrinks (or, for a first batch above the limits, grows) a fetch permit to `bytes`.
+async fn fit_permit(broker: &Broker, hold: &mut Option<OwnedSemaphorePermit>, bytes: usize) {
+    let Some(permit) = hold.as_mut() else {
+        return;
+    };
+    let held = permit.num_permits();
+    if bytes < held {
+        drop(permit.split(held - bytes.max(1)));
+    } else if bytes > held
+        && let Some(extra) = broker.reserve_fetch_bytes(bytes - held).await
+    {
+        permit.merge(extra);
+    }
 }
 
 #[derive(Debug, Default)]

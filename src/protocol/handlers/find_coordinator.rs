@@ -21,6 +21,8 @@ pub fn handle(
     let answer = |key: &StrBytes| {
         let mut coordinator = Coordinator::default();
         coordinator.key = key.clone();
+        coordinator.node_id = BrokerId(-1);
+        coordinator.port = -1;
         if key.is_empty() {
             coordinator.error_code = ResponseError::InvalidRequest.code();
             coordinator.error_message = message("the coordinator key must not be empty");
@@ -49,9 +51,6 @@ pub fn handle(
         response.node_id = single.node_id;
         response.host = single.host;
         response.port = single.port;
-        if single.error_code != 0 {
-            response.node_id = BrokerId(-1);
-        }
     }
     response
 }

@@ -10,12 +10,11 @@ use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
-use kafka_protocol::records::RecordBatchDecoder;
 
 use crate::broker::Broker;
 use crate::log::LogError;
-use crate::log::batch::BatchHeader;
 use crate::log::partition::{LEADER_EPOCH, Partition};
+use crate::log::records::offsets_and_timestamps;
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -38,10 +37,8 @@ pub async fn handle(
             entry.partition_index = p.partition_index;
             entry.timestamp = -1;
             entry.offset = -1;
-            // The crate refuses to encode a field the version does not have.
-            if version >= 4 {
-                entry.leader_epoch = LEADER_EPOCH;
-            }
+            // -1 unless an offset is found; the crate refuses the field before v4.
+            let with_epoch = version >= 4;
             match topic.as_ref().and_then(|t| t.partition(p.partition_index)) {
                 None => entry.error_code = ResponseError::UnknownTopicOrPartition.code(),
                 Some(partition) => {
@@ -50,6 +47,9 @@ pub async fn handle(
                         Ok(Some((offset, timestamp))) => {
                             entry.offset = offset;
                             entry.timestamp = timestamp;
+                            if with_epoch {
+                                entry.leader_epoch = LEADER_EPOCH;
+                            }
                         }
                         Ok(None) => {}
                         Err(e) => entry.error_code = e.error_code(),
@@ -68,7 +68,9 @@ async fn lookup(partition: Arc<Partition>, target: i64) -> Result<Option<(i64, i
     let marks = partition.watermarks();
     match target {
         EARLIEST | EARLIEST_LOCAL => Ok(Some((marks.log_start_offset, -1))),
-        LATEST | LATEST_TIERED => Ok(Some((marks.high_watermark, -1))),
+        LATEST => Ok(Some((marks.high_watermark, -1))),
+        // Nothing is tiered: Kafka answers -1 then.
+        LATEST_TIERED => Ok(None),
         MAX_TIMESTAMP => {
             let batch = blocking(move || partition.batch_with_max_timestamp()).await?;
             Ok(batch.and_then(|b| record_with_max_timestamp(&b)))
@@ -92,33 +94,17 @@ async fn blocking<T: Send + 'static>(
         })?
 }
 
-/// Offsets and timestamps of the records in a stored batch (decompressing when needed).
-fn records_of(batch: &Bytes) -> Option<Vec<(i64, i64)>> {
-    let header = BatchHeader::parse(batch).ok()?;
-    if header.is_log_append_time() {
-        // Every record of a LogAppendTime batch carries the batch's max timestamp.
-        return Some(
-            (header.base_offset..=header.last_offset())
-                .map(|o| (o, header.max_timestamp))
-                .collect(),
-        );
-    }
-    let mut buf = batch.clone();
-    let set = RecordBatchDecoder::decode(&mut buf).ok()?;
-    Some(
-        set.records
-            .iter()
-            .map(|r| (r.offset, r.timestamp))
-            .collect(),
-    )
-}
-
 fn first_record_at_or_after(batch: &Bytes, target: i64) -> Option<(i64, i64)> {
-    records_of(batch)?.into_iter().find(|(_, ts)| *ts >= target)
+    offsets_and_timestamps(batch)
+        .ok()?
+        .into_iter()
+        .find(|(_, ts)| *ts >= target)
 }
 
 fn record_with_max_timestamp(batch: &Bytes) -> Option<(i64, i64)> {
-    records_of(batch)?
+    // The first record holding the maximum, as Kafka answers.
+    offsets_and_timestamps(batch)
+        .ok()?
         .into_iter()
         .reduce(|best, r| if r.1 > best.1 { r } else { best })
 }

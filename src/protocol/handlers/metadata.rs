@@ -53,6 +53,12 @@ pub async fn handle(
                 Ok(topic) => describe_topic(broker, &topic),
                 Err(e) => topic_error(Some(name.clone()), Uuid::nil(), e.error_code()),
             },
+            // Lookups by id need v12+, where a topic's name may be null.
+            (None, _) if version < 12 => topic_error(
+                Some(TopicName(StrBytes::from_static_str(""))),
+                Uuid::nil(),
+                ResponseError::InvalidRequest.code(),
+            ),
             (None, id) => match broker.logs.topic_by_id(id) {
                 Some(topic) => describe_topic(broker, &topic),
                 None => topic_error(None, id, ResponseError::UnknownTopicId.code()),

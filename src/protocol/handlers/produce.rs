@@ -11,13 +11,14 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use tokio::time::Instant;
 use tracing::debug;
 
 use crate::broker::Broker;
 use crate::log::batch::validate_produce_records;
 use crate::log::commit::{AckLevel, PendingAppend};
 use crate::log::manager::Topic;
-use crate::protocol::ResponseFuture;
+use crate::protocol::{Reply, ResponseFuture};
 
 /// One partition's outcome of stage one.
 enum Outcome {
@@ -40,7 +41,7 @@ struct TopicSlot {
     partitions: Vec<PartitionSlot>,
 }
 
-pub async fn handle(broker: &Arc<Broker>, request: ProduceRequest) -> ResponseFuture {
+pub async fn handle(broker: &Arc<Broker>, version: i16, request: ProduceRequest) -> ResponseFuture {
     let acks = request.acks;
     let level = match acks {
         0 | 1 => AckLevel::Written,
@@ -51,12 +52,22 @@ pub async fn handle(broker: &Arc<Broker>, request: ProduceRequest) -> ResponseFu
     };
     let mut topics = Vec::with_capacity(request.topic_data.len());
     for topic_data in request.topic_data {
-        topics.push(append_topic(broker, topic_data).await);
+        topics.push(append_topic(broker, version, topic_data).await);
     }
     if acks == 0 {
+        let failed = topics
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .any(|p| matches!(p.outcome, Outcome::Failed(..)));
+        if failed {
+            let mut reply: Reply = ResponseKind::Produce(ProduceResponse::default()).into();
+            reply.close_connection = true;
+            return Box::pin(std::future::ready(Some(reply)));
+        }
         return Box::pin(std::future::ready(None));
     }
-    let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
+    // One deadline for the whole request, however many partitions it waits for.
+    let deadline = Instant::now() + Duration::from_millis(request.timeout_ms.max(0) as u64);
     Box::pin(async move {
         let mut response = ProduceResponse::default();
         for topic in topics {
@@ -66,11 +77,11 @@ pub async fn handle(broker: &Arc<Broker>, request: ProduceRequest) -> ResponseFu
             for slot in topic.partitions {
                 entry
                     .partition_responses
-                    .push(complete(slot, level, timeout).await);
+                    .push(complete(slot, level, deadline).await);
             }
             response.responses.push(entry);
         }
-        Some(ResponseKind::Produce(response))
+        Some(ResponseKind::Produce(response).into())
     })
 }
 
@@ -88,12 +99,14 @@ fn finish_now(request: ProduceRequest, code: i16) -> ResponseFuture {
         }
         response.responses.push(entry);
     }
-    Box::pin(std::future::ready(Some(ResponseKind::Produce(response))))
+    Box::pin(std::future::ready(Some(
+        ResponseKind::Produce(response).into(),
+    )))
 }
 
-async fn append_topic(broker: &Arc<Broker>, data: TopicProduceData) -> TopicSlot {
+async fn append_topic(broker: &Arc<Broker>, version: i16, data: TopicProduceData) -> TopicSlot {
     // v13+ names topics by id only (KIP-516).
-    let topic: Result<Arc<Topic>, i16> = if !data.topic_id.is_nil() {
+    let topic: Result<Arc<Topic>, i16> = if version >= 13 {
         broker
             .logs
             .topic_by_id(data.topic_id)
@@ -149,7 +162,7 @@ async fn append_partition(topic: &Topic, data: PartitionProduceData) -> Outcome 
 async fn complete(
     slot: PartitionSlot,
     level: AckLevel,
-    timeout: Duration,
+    deadline: Instant,
 ) -> PartitionProduceResponse {
     match slot.outcome {
         Outcome::Failed(code, message) => partition_response(slot.index, code, message),
@@ -158,7 +171,7 @@ async fn complete(
             log_append_time,
             log_start_offset,
         } => {
-            let code = match tokio::time::timeout(timeout, append.wait(level)).await {
+            let code = match tokio::time::timeout_at(deadline, append.wait(level)).await {
                 Ok(Ok(())) => 0,
                 Ok(Err(_)) => ResponseError::KafkaStorageError.code(),
                 Err(_) => ResponseError::RequestTimedOut.code(),

@@ -119,6 +119,29 @@ async fn corrupt_tail_is_truncated_after_an_unclean_stop() {
     assert_eq!(response.responses[0].partition_responses[0].base_offset, 18);
 }
 
+/// Polls the partition's log start offset (fetching at `offset`) until retention moved it,
+/// for up to five seconds; returns the last value seen.
+async fn wait_for_log_start(client: &mut common::Client, topic: &str, offset: i64) -> i64 {
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let ResponseKind::Fetch(fetch) = client
+            .call(
+                ApiKey::Fetch,
+                12,
+                RequestKind::Fetch(fetch_request(topic, 0, offset, 0)),
+            )
+            .await
+        else {
+            panic!()
+        };
+        let log_start = fetch.responses[0].partitions[0].log_start_offset;
+        if log_start > 0 {
+            return log_start;
+        }
+    }
+    0
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_deletes_old_segments_and_advances_log_start() {
     let broker = TestBroker::start_with("log_retention_check_interval_ms: 100\n").await;
@@ -133,24 +156,7 @@ async fn retention_deletes_old_segments_and_advances_log_start() {
     for i in 0..60 {
         client.produce("short", 0, batch(i, 1, 0), -1).await;
     }
-    let mut log_start = 0;
-    for _ in 0..50 {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        let ResponseKind::Fetch(fetch) = client
-            .call(
-                ApiKey::Fetch,
-                12,
-                RequestKind::Fetch(fetch_request("short", 0, 59, 0)),
-            )
-            .await
-        else {
-            panic!()
-        };
-        log_start = fetch.responses[0].partitions[0].log_start_offset;
-        if log_start > 0 {
-            break;
-        }
-    }
+    let log_start = wait_for_log_start(&mut client, "short", 59).await;
     assert!(log_start > 0, "retention never ran");
     let ResponseKind::Fetch(fetch) = client
         .call(
@@ -189,24 +195,7 @@ async fn time_retention_deletes_segments_whose_records_are_old() {
             .produce("aging", 0, batch(30 + i, 1, weir::log::now_ms()), -1)
             .await;
     }
-    let mut log_start = 0;
-    for _ in 0..50 {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        let ResponseKind::Fetch(fetch) = client
-            .call(
-                ApiKey::Fetch,
-                12,
-                RequestKind::Fetch(fetch_request("aging", 0, 59, 0)),
-            )
-            .await
-        else {
-            panic!()
-        };
-        log_start = fetch.responses[0].partitions[0].log_start_offset;
-        if log_start > 0 {
-            break;
-        }
-    }
+    let log_start = wait_for_log_start(&mut client, "aging", 59).await;
     assert!(log_start > 0, "old segments were not deleted");
     assert!(
         log_start <= fresh_from,

@@ -105,8 +105,8 @@ pub fn topic_config_entries(
     include_synonyms: bool,
     include_docs: bool,
 ) -> Vec<DescribeConfigsResourceResult> {
+    let default_values = Config::embedded().map(|c| broker_values(&c)).ok();
     let broker_values = broker_values(&broker.config);
-    let default_values = Config::embedded().map(|c| broker_values_of(&c)).ok();
     TOPIC_CONFIG_KEYS
         .iter()
         .filter(|key| wanted(keys, key.name))
@@ -167,10 +167,6 @@ fn broker_source(
 
 /// This node's configs under Kafka's broker names (Weir-only settings under `weir.`).
 fn broker_values(config: &Config) -> Vec<(&'static str, String, ConfigType)> {
-    broker_values_of(config)
-}
-
-fn broker_values_of(config: &Config) -> Vec<(&'static str, String, ConfigType)> {
     use ConfigType::*;
     let (host, port) = config.advertised();
     vec![
@@ -255,7 +251,7 @@ fn broker_config_entries(
     include_docs: bool,
 ) -> Vec<DescribeConfigsResourceResult> {
     let values = broker_values(&broker.config);
-    let defaults = Config::embedded().map(|c| broker_values_of(&c)).ok();
+    let defaults = Config::embedded().map(|c| broker_values(&c)).ok();
     values
         .iter()
         .filter(|(name, _, _)| wanted(keys, name))

@@ -21,6 +21,8 @@ pub enum BrokerError {
         path: String,
         source: std::io::Error,
     },
+    #[error("cannot start the log writer thread: {0}")]
+    WriterThread(std::io::Error),
     #[error(transparent)]
     Metadata(#[from] MetadataError),
     #[error(transparent)]
@@ -54,10 +56,15 @@ impl Broker {
         })?;
         let identity = NodeIdentity::load_or_create(&config.data_dir, config.node_id)?;
         let budget = permits(config.write_queue_max_bytes);
+        let writer = crate::log::writer::spawn(
+            config.durability,
+            std::time::Duration::from_millis(config.flush_interval_ms),
+        )
+        .map_err(BrokerError::WriterThread)?;
         let options = PartitionOptions {
+            writer,
             durability: config.durability,
             write_path: config.write_path,
-            flush_interval: std::time::Duration::from_millis(config.flush_interval_ms),
             write_budget: Arc::new(Semaphore::new(budget)),
             write_budget_bytes: budget,
         };

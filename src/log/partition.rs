@@ -6,18 +6,16 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::{Semaphore, oneshot, watch};
 use tracing::{error, info, warn};
 
 use super::batch::{ValidatedBatch, patched_prefix, with_log_append_time};
 use super::commit::{CommitQueue, PendingAppend, Persistence};
 use super::segment::{AppendBatch, RecoveryReport, Segment, SegmentRead, parse_segment_file_name};
 use super::topic_config::TopicConfig;
-use super::writer::{self, WriteRequest, WriterCommand};
+use super::writer::{self, WriteRequest, WriterCommand, WriterHandle};
 use super::{LogError, now_ms};
 use crate::config::{Durability, TimestampType, WritePath};
 
@@ -27,9 +25,10 @@ pub const LEADER_EPOCH: i32 = 0;
 /// Settings every partition of the broker shares.
 #[derive(Debug, Clone)]
 pub struct PartitionOptions {
+    /// The log directory's writer thread.
+    pub writer: WriterHandle,
     pub durability: Durability,
     pub write_path: WritePath,
-    pub flush_interval: Duration,
     pub write_budget: Arc<Semaphore>,
     pub write_budget_bytes: usize,
 }
@@ -110,6 +109,12 @@ impl PartitionLog {
         Ok(segment)
     }
 
+    /// fdatasync of the active segment's log file: what a group commit needs.
+    pub fn sync_active_data(&self) -> std::io::Result<()> {
+        self.active_segment()?.sync_data()
+    }
+
+    /// fsync of the active segment's data and indexes (shutdown, page_cache flushes).
     pub fn sync_active(&self) -> std::io::Result<()> {
         let active = self.active_segment()?;
         active.sync_data()?;
@@ -138,7 +143,7 @@ impl PartitionLog {
 struct Sequencer {
     next_offset: i64,
     /// `None` once the partition is closed (shutdown or deleted).
-    writer: Option<mpsc::UnboundedSender<WriterCommand>>,
+    writer: Option<WriterHandle>,
 }
 
 /// What a fetch got from a partition.
@@ -163,7 +168,6 @@ pub struct Partition {
     index: i32,
     log: Arc<PartitionLog>,
     sequencer: Mutex<Sequencer>,
-    writer: Mutex<Option<JoinHandle<()>>>,
     options: PartitionOptions,
 }
 
@@ -244,17 +248,14 @@ impl Partition {
             poisoned: AtomicBool::new(false),
             closed: AtomicBool::new(false),
         });
-        let (tx, rx) = mpsc::unbounded_channel();
-        let handle = writer::spawn(log.clone(), rx, options.durability, options.flush_interval);
         Ok(Arc::new(Partition {
             topic: topic.to_string(),
             index,
             log,
             sequencer: Mutex::new(Sequencer {
                 next_offset,
-                writer: Some(tx),
+                writer: Some(options.writer.clone()),
             }),
-            writer: Mutex::new(Some(handle)),
             options,
         }))
     }
@@ -337,12 +338,14 @@ impl Partition {
             // Benchmark baseline: write and fsync in the request path while holding the
             // partition, one request at a time (blocks this runtime thread on purpose).
             let sync = self.options.durability == Durability::Fsync;
-            writer::write_group(&self.log, vec![WriterCommand::Append(request)], sync);
-            self.log.commit();
+            writer::write_inline(&self.log, request, sync);
             sequencer.next_offset = next;
             return Ok((append, log_append_time));
         }
-        if writer.send(WriterCommand::Append(request)).is_err() {
+        if writer
+            .send(&self.log, WriterCommand::Append(request))
+            .is_err()
+        {
             drop(sequencer);
             append.fail();
             return Err(LogError::Closed);
@@ -528,7 +531,7 @@ impl Partition {
         let mut result = Ok(());
         if let Some(writer) = writer {
             let (tx, rx) = oneshot::channel();
-            if writer.send(WriterCommand::Sync(tx)).is_ok() {
+            if writer.send(&self.log, WriterCommand::Sync(tx)).is_ok() {
                 match rx.await {
                     Ok(Ok(())) => {}
                     Ok(Err(source)) => {
@@ -541,13 +544,6 @@ impl Partition {
                 }
             }
         }
-        let handle = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(handle) = handle
-            && let Err(e) = handle.await
-        {
-            warn!(partition = %self.log.name, error = %e, "writer task ended abnormally");
-        }
-        // The writer's last fsync (data and indexes) may have failed after the reply.
         if result.is_ok() && self.log.is_poisoned() {
             result = Err(LogError::Poisoned);
         }

@@ -1,14 +1,20 @@
-//! The background writer of one partition: it owns all disk writes of the partition's log.
-//! Request handlers hand it appends over a channel; it drains everything pending into one
-//! group, writes the group with vectored writes and, when the durability mode asks for it,
-//! fsyncs once for the whole group (group commit). Completion sets each append's persistence
-//! flag, then the commit step advances the high watermark.
+//! The log directory's background writer: one dedicated thread owns every disk write of the
+//! partitions in the directory. Request handlers hand it appends over a channel; it drains
+//! everything pending into one group, writes each partition's part with vectored writes and,
+//! when the durability mode asks for it, fsyncs each touched partition once for the whole
+//! group (group commit). Completion sets each append's persistence flag, then the commit step
+//! advances each partition's high watermark.
+//!
+//! One thread rather than a task per partition: fsyncs issued one after another from one
+//! thread are cheaper on a small machine than many concurrent ones competing for the cores
+//! and the journal, and while it fsyncs, every partition's next group accumulates.
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::time::{Duration, Instant};
 
-use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
-use tokio::task::JoinHandle;
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tracing::{debug, error};
 
 use super::commit::{PendingAppend, Persistence};
@@ -17,7 +23,7 @@ use super::segment::AppendBatch;
 use crate::config::Durability;
 
 /// Most bytes written in one group before the writer completes it and starts the next.
-const MAX_GROUP_BYTES: usize = 8 << 20;
+const MAX_GROUP_BYTES: usize = 16 << 20;
 
 pub enum WriterCommand {
     Append(WriteRequest),
@@ -29,7 +35,7 @@ pub enum WriterCommand {
 pub struct WriteRequest {
     pub append: Arc<PendingAppend>,
     pub batches: Vec<AppendBatch>,
-    /// Held until the bytes are written: bounds the memory queued for writers.
+    /// Held until the bytes are written: bounds the memory queued for the writer.
     pub permit: OwnedSemaphorePermit,
 }
 
@@ -39,118 +45,201 @@ impl WriteRequest {
     }
 }
 
-pub fn spawn(
+struct Job {
     log: Arc<PartitionLog>,
-    rx: mpsc::UnboundedReceiver<WriterCommand>,
-    durability: Durability,
-    flush_interval: Duration,
-) -> JoinHandle<()> {
-    tokio::spawn(run(log, rx, durability, flush_interval))
+    command: WriterCommand,
 }
 
-async fn run(
-    log: Arc<PartitionLog>,
-    mut rx: mpsc::UnboundedReceiver<WriterCommand>,
-    durability: Durability,
-    flush_interval: Duration,
-) {
-    let mut flush_tick = tokio::time::interval(flush_interval);
-    flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Data written but not yet fsynced (page_cache mode only).
-    let mut unsynced = false;
+/// Sends work to the log directory's writer thread. The thread ends once every handle is
+/// dropped and everything queued is written and fsynced.
+#[derive(Clone)]
+pub struct WriterHandle {
+    tx: Sender<Job>,
+}
+
+impl std::fmt::Debug for WriterHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WriterHandle")
+    }
+}
+
+impl WriterHandle {
+    /// Queues a command for `log`; gives it back when the writer thread is gone.
+    pub fn send(
+        &self,
+        log: &Arc<PartitionLog>,
+        command: WriterCommand,
+    ) -> Result<(), WriterCommand> {
+        self.tx
+            .send(Job {
+                log: log.clone(),
+                command,
+            })
+            .map_err(|e| e.0.command)
+    }
+}
+
+/// Starts the writer thread of a log directory.
+pub fn spawn(durability: Durability, flush_interval: Duration) -> std::io::Result<WriterHandle> {
+    let (tx, rx) = channel();
+    std::thread::Builder::new()
+        .name("weir-log-writer".into())
+        .spawn(move || run(rx, durability, flush_interval))?;
+    Ok(WriterHandle { tx })
+}
+
+fn run(rx: Receiver<Job>, durability: Durability, flush_interval: Duration) {
+    // page_cache mode: partitions written since their last fsync, and when that is due.
+    let mut unsynced: HashMap<usize, Arc<PartitionLog>> = HashMap::new();
+    let mut next_flush = Instant::now() + flush_interval;
     loop {
-        let first = tokio::select! {
-            command = rx.recv() => match command {
-                Some(command) => command,
-                None => break,
-            },
-            _ = flush_tick.tick(), if unsynced => {
-                let task_log = log.clone();
-                let flushed = tokio::task::spawn_blocking(move || task_log.sync_active()).await;
-                match flushed {
-                    Ok(Ok(())) => unsynced = false,
-                    Ok(Err(e)) => log.poison(&e),
-                    Err(e) => log.poison(&std::io::Error::other(e.to_string())),
+        let first = if unsynced.is_empty() {
+            match rx.recv() {
+                Ok(job) => job,
+                Err(_) => break,
+            }
+        } else {
+            match rx.recv_timeout(next_flush.saturating_duration_since(Instant::now())) {
+                Ok(job) => job,
+                Err(RecvTimeoutError::Timeout) => {
+                    flush(&mut unsynced);
+                    next_flush = Instant::now() + flush_interval;
+                    continue;
                 }
-                continue;
+                Err(RecvTimeoutError::Disconnected) => break,
             }
         };
-        let mut group = vec![first];
-        let mut bytes = group_bytes(&group[0]);
+        let mut jobs = vec![first];
+        let mut bytes = job_bytes(&jobs[0]);
         while bytes < MAX_GROUP_BYTES {
             match rx.try_recv() {
-                Ok(command) => {
-                    bytes += group_bytes(&command);
-                    group.push(command);
+                Ok(job) => {
+                    bytes += job_bytes(&job);
+                    jobs.push(job);
                 }
                 Err(_) => break,
             }
         }
-        let sync = durability == Durability::Fsync
-            || group.iter().any(|c| matches!(c, WriterCommand::Sync(_)));
-        let task_log = log.clone();
-        let outcome =
-            tokio::task::spawn_blocking(move || write_group(&task_log, group, sync)).await;
-        match outcome {
-            Ok(wrote) => unsynced = !sync && (unsynced || wrote),
-            Err(e) => log.poison(&std::io::Error::other(e.to_string())),
+        let synced = write_group(jobs, durability == Durability::Fsync);
+        if durability == Durability::PageCache {
+            for (key, log, was_synced) in synced {
+                if was_synced {
+                    unsynced.remove(&key);
+                } else {
+                    unsynced.entry(key).or_insert(log);
+                }
+            }
+            if Instant::now() >= next_flush {
+                flush(&mut unsynced);
+                next_flush = Instant::now() + flush_interval;
+            }
         }
-        log.commit();
     }
-    // All senders are gone (shutdown or deletion): make what was written durable.
-    let task_log = log.clone();
-    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || task_log.sync_active()).await {
-        log.poison(&e);
-    }
-    debug!(partition = %log.name(), "writer stopped");
+    // Every handle is gone (shutdown): make what was written durable.
+    flush(&mut unsynced);
+    debug!("log writer stopped");
 }
 
-fn group_bytes(command: &WriterCommand) -> usize {
-    match command {
+fn job_bytes(job: &Job) -> usize {
+    match &job.command {
         WriterCommand::Append(request) => request.bytes(),
         WriterCommand::Sync(_) => 0,
     }
 }
 
-/// Writes one group (blocking I/O, on the blocking pool). Returns whether anything was written.
-pub(crate) fn write_group(log: &PartitionLog, group: Vec<WriterCommand>, sync: bool) -> bool {
-    let mut appends = Vec::new();
-    let mut replies = Vec::new();
-    for command in group {
-        match command {
-            WriterCommand::Append(request) => appends.push(request),
-            WriterCommand::Sync(reply) => replies.push(reply),
+fn flush(unsynced: &mut HashMap<usize, Arc<PartitionLog>>) {
+    for (_, log) in unsynced.drain() {
+        if let Err(e) = log.sync_active() {
+            log.poison(&e);
         }
     }
-    let result = if log.is_poisoned() {
-        Err(std::io::Error::other(
-            "partition is poisoned by an earlier write failure",
-        ))
-    } else {
-        write_and_sync(log, &appends, sync)
-    };
-    let wrote = !appends.is_empty();
-    match &result {
-        Ok(()) => {}
-        Err(e) => {
-            log.poison(e);
-            for request in &appends {
+}
+
+/// One partition's share of a group.
+struct Share {
+    log: Arc<PartitionLog>,
+    appends: Vec<WriteRequest>,
+    replies: Vec<oneshot::Sender<std::io::Result<()>>>,
+    result: std::io::Result<()>,
+}
+
+/// Writes a group: every partition's appends first (each marked Written), then one fsync
+/// per partition that needs it (marked Durable), then the commit step. Returns, per
+/// partition, whether it was fsynced.
+fn write_group(jobs: Vec<Job>, sync_all: bool) -> Vec<(usize, Arc<PartitionLog>, bool)> {
+    let mut order: HashMap<usize, usize> = HashMap::new();
+    let mut shares: Vec<Share> = Vec::new();
+    for job in jobs {
+        let key = Arc::as_ptr(&job.log) as usize;
+        let index = *order.entry(key).or_insert_with(|| {
+            shares.push(Share {
+                log: job.log.clone(),
+                appends: Vec::new(),
+                replies: Vec::new(),
+                result: Ok(()),
+            });
+            shares.len() - 1
+        });
+        match job.command {
+            WriterCommand::Append(request) => shares[index].appends.push(request),
+            WriterCommand::Sync(reply) => shares[index].replies.push(reply),
+        }
+    }
+    for share in &mut shares {
+        share.result = write_appends(&share.log, &share.appends);
+    }
+    let mut synced = Vec::with_capacity(shares.len());
+    for mut share in shares {
+        let sync = sync_all || !share.replies.is_empty();
+        if sync && share.result.is_ok() {
+            // Group fsyncs cover the log data; indexes are rebuilt by recovery, so they are
+            // fsynced only when a caller asks (shutdown) and when a segment rolls.
+            share.result = if share.replies.is_empty() {
+                share.log.sync_active_data()
+            } else {
+                share.log.sync_active()
+            }
+            .inspect_err(|e| {
+                error!(partition = %share.log.name(), error = %e, "fsync failed");
+            });
+            if share.result.is_ok() {
+                for request in &share.appends {
+                    request.append.mark(Persistence::Durable);
+                }
+            }
+        }
+        if let Err(e) = &share.result {
+            share.log.poison(e);
+            for request in &share.appends {
                 request.append.fail();
             }
         }
+        for reply in share.replies {
+            let answer = match &share.result {
+                Ok(()) => Ok(()),
+                Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
+            };
+            // The caller may have given up waiting; nothing to do then.
+            let _ = reply.send(answer);
+        }
+        share.log.commit();
+        let key = Arc::as_ptr(&share.log) as usize;
+        synced.push((key, share.log, sync && share.result.is_ok()));
     }
-    for reply in replies {
-        let answer = match &result {
-            Ok(()) => Ok(()),
-            Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
-        };
-        // The caller may have given up waiting; nothing to do then.
-        let _ = reply.send(answer);
-    }
-    wrote && result.is_ok()
+    synced
 }
 
-fn write_and_sync(log: &PartitionLog, appends: &[WriteRequest], sync: bool) -> std::io::Result<()> {
+/// Appends one partition's requests in order, rolling segments as needed, and marks them
+/// Written. Nothing is written to a poisoned partition.
+fn write_appends(log: &PartitionLog, appends: &[WriteRequest]) -> std::io::Result<()> {
+    if log.is_poisoned() {
+        return Err(std::io::Error::other(
+            "partition is poisoned by an earlier write failure",
+        ));
+    }
+    if appends.is_empty() {
+        return Ok(());
+    }
     let mut run: Vec<AppendBatch> = Vec::new();
     let mut run_bytes = 0u64;
     let mut active = log.active_segment()?;
@@ -161,8 +250,7 @@ fn write_and_sync(log: &PartitionLog, appends: &[WriteRequest], sync: bool) -> s
             active.append(&run)?;
             run.clear();
             run_bytes = 0;
-            let next = request.append.base_offset;
-            active = log.roll(&active, next)?;
+            active = log.roll(&active, request.append.base_offset)?;
         }
         run.extend(request.batches.iter().cloned());
         run_bytes += request_bytes;
@@ -171,13 +259,15 @@ fn write_and_sync(log: &PartitionLog, appends: &[WriteRequest], sync: bool) -> s
     for request in appends {
         request.append.mark(Persistence::Written);
     }
-    if sync {
-        active.sync_data().inspect_err(|e| {
-            error!(partition = %log.name(), error = %e, "fsync failed");
-        })?;
-        for request in appends {
-            request.append.mark(Persistence::Durable);
-        }
-    }
     Ok(())
+}
+
+/// The `write_path: inline` baseline: one request written (and fsynced when `sync`) by the
+/// caller itself, then committed.
+pub fn write_inline(log: &Arc<PartitionLog>, request: WriteRequest, sync: bool) {
+    let jobs = vec![Job {
+        log: log.clone(),
+        command: WriterCommand::Append(request),
+    }];
+    write_group(jobs, sync);
 }

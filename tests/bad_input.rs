@@ -274,3 +274,45 @@ async fn failed_acks0_produce_closes_the_connection() {
         .await;
     assert!(client.is_closed_by_broker().await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compacted_topics_refuse_records_without_keys() {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let broker = TestBroker::start().await;
+    let mut client = broker.client().await;
+    client
+        .create_topic("compacted", 1, &[("cleanup.policy", "compact")])
+        .await;
+    let keyless = Record {
+        transactional: false,
+        control: false,
+        partition_leader_epoch: 0,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: 0,
+        timestamp: 0,
+        key: None,
+        value: Some(bytes::Bytes::from_static(b"v")),
+        headers: Default::default(),
+        delete_horizon: false,
+    };
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        [keyless].iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
+    let response = client.produce("compacted", 0, buf.freeze(), -1).await;
+    assert_eq!(response.responses[0].partition_responses[0].error_code, 87);
+    // Keyed records are fine.
+    let response = client.produce("compacted", 0, batch(0, 2, 0), -1).await;
+    assert_eq!(response.responses[0].partition_responses[0].error_code, 0);
+}

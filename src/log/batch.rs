@@ -189,9 +189,11 @@ impl ValidatedBatch {
 
 /// Validates a Produce partition's `records` the way a Kafka broker does before anything is
 /// appended: exactly one complete v2 batch, intact CRC, consistent counts, well-formed records.
+/// `require_keys` is set for compacted topics, where a record without a key is invalid.
 pub fn validate_produce_records(
     records: &Bytes,
     max_message_bytes: usize,
+    require_keys: bool,
 ) -> Result<Vec<ValidatedBatch>, BatchError> {
     if records.is_empty() {
         return Err(BatchError::Empty);
@@ -234,7 +236,15 @@ pub fn validate_produce_records(
     // As Kafka's log validator: walk every record, decompressing when needed, so a batch
     // whose counts or framing lie is refused instead of stored.
     let section = super::records::records_section(&header, records)?;
-    super::records::walk_records(&section, header.record_count, |_| {})?;
+    let mut keyless = false;
+    super::records::walk_records(&section, header.record_count, |record| {
+        keyless |= !record.has_key;
+    })?;
+    if require_keys && keyless {
+        return Err(BatchError::Invalid(
+            "a compacted topic cannot accept a record without a key",
+        ));
+    }
     Ok(vec![ValidatedBatch {
         header,
         bytes: records.clone(),
@@ -335,7 +345,7 @@ pub(crate) mod tests {
     fn validates_real_batches() {
         for compression in [Compression::None, Compression::Gzip, Compression::Zstd] {
             let batch = sample_batch(5, 1_000, compression);
-            let batches = validate_produce_records(&batch, 1 << 20).unwrap();
+            let batches = validate_produce_records(&batch, 1 << 20, false).unwrap();
             assert_eq!(batches.len(), 1);
             assert_eq!(batches[0].record_count(), 5);
             assert_eq!(batches[0].header.max_timestamp, 1_004);
@@ -348,24 +358,24 @@ pub(crate) mod tests {
         let mut corrupt = BytesMut::from(&batch[..]);
         let last = corrupt.len() - 1;
         corrupt[last] ^= 0x01;
-        let err = validate_produce_records(&corrupt.freeze(), 1 << 20).unwrap_err();
+        let err = validate_produce_records(&corrupt.freeze(), 1 << 20, false).unwrap_err();
         assert!(matches!(err, BatchError::CrcMismatch { .. }));
         assert_eq!(err.error_code(), 2);
 
         let truncated = batch.slice(..batch.len() - 1);
-        let err = validate_produce_records(&truncated, 1 << 20).unwrap_err();
+        let err = validate_produce_records(&truncated, 1 << 20, false).unwrap_err();
         assert_eq!(err, BatchError::Truncated);
         assert_eq!(err.error_code(), 87);
         let mut two = BytesMut::from(&batch[..]);
         two.extend_from_slice(&batch);
         assert_eq!(
-            validate_produce_records(&two.freeze(), 1 << 20).unwrap_err(),
+            validate_produce_records(&two.freeze(), 1 << 20, false).unwrap_err(),
             BatchError::NotOneBatch
         );
-        let err = validate_produce_records(&batch, 10).unwrap_err();
+        let err = validate_produce_records(&batch, 10, false).unwrap_err();
         assert_eq!(err.error_code(), 10);
         assert_eq!(
-            validate_produce_records(&Bytes::new(), 100).unwrap_err(),
+            validate_produce_records(&Bytes::new(), 100, false).unwrap_err(),
             BatchError::Empty
         );
     }
@@ -378,7 +388,7 @@ pub(crate) mod tests {
         bad[BATCH_HEADER_LEN] = 0x7e;
         let crc = compute_crc(&bad);
         bad[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
-        let err = validate_produce_records(&bad.freeze(), 1 << 20).unwrap_err();
+        let err = validate_produce_records(&bad.freeze(), 1 << 20, false).unwrap_err();
         assert_eq!(err.error_code(), 87);
     }
 

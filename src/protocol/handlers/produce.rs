@@ -18,6 +18,7 @@ use crate::broker::Broker;
 use crate::log::batch::validate_produce_records;
 use crate::log::commit::{AckLevel, PendingAppend};
 use crate::log::manager::Topic;
+use crate::log::topic_config::CleanupPolicy;
 use crate::protocol::{Reply, ResponseFuture};
 
 /// One partition's outcome of stage one.
@@ -141,8 +142,9 @@ async fn append_partition(topic: &Topic, data: PartitionProduceData) -> Outcome 
     let Some(records) = data.records else {
         return Outcome::Failed(ResponseError::InvalidRecord.code(), None);
     };
-    let batches = match validate_produce_records(&records, config.max_message_bytes.max(0) as usize)
-    {
+    let require_keys = config.cleanup_policy != CleanupPolicy::Delete;
+    let max_bytes = config.max_message_bytes.max(0) as usize;
+    let batches = match validate_produce_records(&records, max_bytes, require_keys) {
         Ok(batches) => batches,
         Err(e) => {
             debug!(topic = %topic.name, partition = data.index, error = %e, "rejected batch");

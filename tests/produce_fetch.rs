@@ -150,7 +150,8 @@ async fn long_poll_is_woken_by_data_not_the_timer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn page_cache_mode_acknowledges_and_serves() {
-    let broker = TestBroker::start_with("durability: page_cache\nflush_interval_ms: 50\n").await;
+    let mut broker =
+        TestBroker::start_with("durability: page_cache\nflush_interval_ms: 50\n").await;
     let mut client = broker.client().await;
     client.create_topic("fast", 1, &[]).await;
     for i in 0..10 {
@@ -168,6 +169,22 @@ async fn page_cache_mode_acknowledges_and_serves() {
         panic!()
     };
     assert_eq!(fetch.responses[0].partitions[0].high_watermark, 10);
+    // Written from the request path, flushed in the background, kept across a restart.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    broker.restart().await;
+    let mut client = broker.client().await;
+    let ResponseKind::Fetch(fetch) = client
+        .call(
+            ApiKey::Fetch,
+            12,
+            RequestKind::Fetch(fetch_request("fast", 0, 0, 0)),
+        )
+        .await
+    else {
+        panic!()
+    };
+    let records = decode_records(fetch.responses[0].partitions[0].records.clone().unwrap());
+    assert_eq!(records.len(), 10);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -45,6 +45,8 @@ pub struct PartitionLog {
     poisoned: AtomicBool,
     /// Set by `close`: retention leaves the partition alone from then on.
     closed: AtomicBool,
+    /// Written by a request handler since the last flush (page_cache mode).
+    dirty: AtomicBool,
 }
 
 impl PartitionLog {
@@ -123,6 +125,15 @@ impl PartitionLog {
 
     pub fn commit(&self) -> i64 {
         self.commit.commit()
+    }
+
+    /// Marks the log written since its last flush; true when it was clean before.
+    pub fn mark_dirty(&self) -> bool {
+        !self.dirty.swap(true, Ordering::AcqRel)
+    }
+
+    pub fn clear_dirty(&self) {
+        self.dirty.store(false, Ordering::Release);
     }
 
     pub fn is_poisoned(&self) -> bool {
@@ -247,6 +258,7 @@ impl Partition {
             commit: CommitQueue::new(next_offset, required),
             poisoned: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            dirty: AtomicBool::new(false),
         });
         Ok(Arc::new(Partition {
             topic: topic.to_string(),
@@ -334,12 +346,17 @@ impl Partition {
             batches: planned,
             permit,
         };
-        if self.options.write_path == WritePath::Inline {
-            // Benchmark baseline: write and fsync in the request path while holding the
-            // partition, one request at a time (blocks this runtime thread on purpose).
-            let sync = self.options.durability == Durability::Fsync;
-            writer::write_inline(&self.log, request, sync);
+        let fsync = self.options.durability == Durability::Fsync;
+        if !fsync || self.options.write_path == WritePath::Inline {
+            // page_cache mode writes into the page cache right here and leaves the flush to
+            // the writer thread (no thread hop before the acknowledgement). In fsync mode this
+            // is the `inline` benchmark baseline: write and fsync while holding the partition.
+            writer::write_inline(&self.log, request, fsync);
             sequencer.next_offset = next;
+            if !fsync && self.log.mark_dirty() {
+                // The writer thread is only gone at shutdown, when `close` syncs anyway.
+                let _ = writer.send(&self.log, WriterCommand::Dirty);
+            }
             return Ok((append, log_append_time));
         }
         if writer

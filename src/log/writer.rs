@@ -29,6 +29,9 @@ pub enum WriterCommand {
     Append(WriteRequest),
     /// fsync everything written so far (data and indexes), then answer.
     Sync(oneshot::Sender<std::io::Result<()>>),
+    /// page_cache mode: the partition was written by a request handler and needs the next
+    /// periodic flush.
+    Dirty,
 }
 
 /// One produce request's batches for one partition, with their offsets already assigned.
@@ -143,12 +146,14 @@ fn run(rx: Receiver<Job>, durability: Durability, flush_interval: Duration) {
 fn job_bytes(job: &Job) -> usize {
     match &job.command {
         WriterCommand::Append(request) => request.bytes(),
-        WriterCommand::Sync(_) => 0,
+        WriterCommand::Sync(_) | WriterCommand::Dirty => 0,
     }
 }
 
 fn flush(unsynced: &mut HashMap<usize, Arc<PartitionLog>>) {
     for (_, log) in unsynced.drain() {
+        // Cleared before the fsync: a write that lands meanwhile registers again.
+        log.clear_dirty();
         if let Err(e) = log.sync_active() {
             log.poison(&e);
         }
@@ -160,6 +165,8 @@ struct Share {
     log: Arc<PartitionLog>,
     appends: Vec<WriteRequest>,
     replies: Vec<oneshot::Sender<std::io::Result<()>>>,
+    /// Written by a request handler since its last flush (page_cache mode).
+    dirty: bool,
     result: std::io::Result<()>,
 }
 
@@ -176,6 +183,7 @@ fn write_group(jobs: Vec<Job>, sync_all: bool) -> Vec<(usize, Arc<PartitionLog>,
                 log: job.log.clone(),
                 appends: Vec::new(),
                 replies: Vec::new(),
+                dirty: false,
                 result: Ok(()),
             });
             shares.len() - 1
@@ -183,6 +191,7 @@ fn write_group(jobs: Vec<Job>, sync_all: bool) -> Vec<(usize, Arc<PartitionLog>,
         match job.command {
             WriterCommand::Append(request) => shares[index].appends.push(request),
             WriterCommand::Sync(reply) => shares[index].replies.push(reply),
+            WriterCommand::Dirty => shares[index].dirty = true,
         }
     }
     for share in &mut shares {
@@ -224,7 +233,10 @@ fn write_group(jobs: Vec<Job>, sync_all: bool) -> Vec<(usize, Arc<PartitionLog>,
         }
         share.log.commit();
         let key = Arc::as_ptr(&share.log) as usize;
-        synced.push((key, share.log, sync && share.result.is_ok()));
+        let wrote = !share.appends.is_empty() || share.dirty;
+        if sync || wrote {
+            synced.push((key, share.log, sync && share.result.is_ok()));
+        }
     }
     synced
 }
@@ -262,8 +274,8 @@ fn write_appends(log: &PartitionLog, appends: &[WriteRequest]) -> std::io::Resul
     Ok(())
 }
 
-/// The `write_path: inline` baseline: one request written (and fsynced when `sync`) by the
-/// caller itself, then committed.
+/// A request written by its handler (and fsynced when `sync`), then committed: the page_cache
+/// mode's write (the flush stays in the background), and the `write_path: inline` baseline.
 pub fn write_inline(log: &Arc<PartitionLog>, request: WriteRequest, sync: bool) {
     let jobs = vec![Job {
         log: log.clone(),

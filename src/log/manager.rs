@@ -164,6 +164,11 @@ impl LogManager {
             partitions += topic.partition_count() as usize;
             manager.topics.insert(record.name.clone(), topic);
         }
+        // Partition directories recreated by recovery (missing ones) become durable too.
+        sync_dir(&data_dir).map_err(|source| LogError::Io {
+            context: "syncing the data directory".into(),
+            source,
+        })?;
         if clean_shutdown {
             // The marker must be gone for good before anything is written: were it to come
             // back after a crash, the next start would skip recovery of torn tails.
@@ -307,7 +312,7 @@ impl LogManager {
         let topic = topic.clone();
         tokio::task::spawn_blocking(move || {
             let config = topic.config();
-            range
+            let opened = range
                 .map(|index| {
                     let dir = partition_dir(&manager.data_dir, &topic.name, index);
                     // A directory left by a crash between create and catalogue write is stale.
@@ -316,7 +321,13 @@ impl LogManager {
                     }
                     manager.open_partition(&topic.name, index, &config, false)
                 })
-                .collect::<Result<Vec<_>, _>>()
+                .collect::<Result<Vec<_>, _>>()?;
+            // One fsync makes every new partition directory's entry durable.
+            sync_dir(&manager.data_dir).map_err(|source| LogError::Io {
+                context: "creating partitions".into(),
+                source,
+            })?;
+            Ok(opened)
         })
         .await
         .map_err(|e| {

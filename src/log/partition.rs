@@ -199,6 +199,7 @@ pub fn partition_dir(data_dir: &Path, topic: &str, index: i32) -> PathBuf {
 impl Partition {
     /// Opens (or creates) the partition in `dir`, recovering its segments. With `verify`
     /// (after an unclean stop) the newest segment is CRC-checked and a torn tail truncated.
+    /// A caller creating `dir` fsyncs its parent afterwards.
     pub fn open(
         dir: &Path,
         topic: &str,
@@ -212,12 +213,9 @@ impl Partition {
             context: format!("opening partition {name}"),
             source,
         };
-        if !dir.exists() {
-            std::fs::create_dir_all(dir).map_err(io)?;
-            if let Some(parent) = dir.parent() {
-                sync_dir(parent).map_err(io)?;
-            }
-        }
+        // A new directory's own entry is made durable by the caller (one fsync of the data
+        // directory for all partitions it creates).
+        std::fs::create_dir_all(dir).map_err(io)?;
         let mut bases: Vec<i64> = std::fs::read_dir(dir)
             .map_err(io)?
             .filter_map(|entry| entry.ok())

@@ -5,7 +5,7 @@
 mod common;
 
 use bytes::{BufMut, BytesMut};
-use common::{Client, TestBroker, batch, fetch_request};
+use common::{Client, TestBroker, batch};
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, RequestKind, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 use tokio::io::AsyncWriteExt;
@@ -25,16 +25,7 @@ async fn still_serving(broker: &TestBroker) {
 }
 
 async fn high_watermark(client: &mut Client, topic: &str) -> i64 {
-    let ResponseKind::Fetch(fetch) = client
-        .call(
-            ApiKey::Fetch,
-            12,
-            RequestKind::Fetch(fetch_request(topic, 0, 0, 0)),
-        )
-        .await
-    else {
-        panic!()
-    };
+    let fetch = client.fetch(topic, 0, 0, 0).await;
     fetch.responses[0].partitions[0].high_watermark
 }
 
@@ -204,37 +195,12 @@ async fn lying_array_counts_are_refused_without_allocating() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compressed_batches_with_lying_counts_are_invalid() {
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
+    use kafka_protocol::records::Compression;
     let broker = TestBroker::start().await;
     let mut client = broker.client().await;
     client.create_topic("zipped", 1, &[]).await;
-    let record = Record {
-        transactional: false,
-        control: false,
-        partition_leader_epoch: 0,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: 0,
-        timestamp: 0,
-        key: None,
-        value: Some(bytes::Bytes::from_static(b"v")),
-        headers: Default::default(),
-        delete_horizon: false,
-    };
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        [record].iter(),
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::Gzip,
-        },
-    )
-    .unwrap();
+    let one = common::record(0, 0, None, bytes::Bytes::from_static(b"v"));
+    let mut buf = common::encode(&[one], Compression::Gzip);
     // Claim 2^31-1 records (last offset delta and count agree), then fix the CRC.
     buf[23..27].copy_from_slice(&(i32::MAX - 1).to_be_bytes());
     buf[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
@@ -277,39 +243,14 @@ async fn failed_acks0_produce_closes_the_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compacted_topics_refuse_records_without_keys() {
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
+    use kafka_protocol::records::Compression;
     let broker = TestBroker::start().await;
     let mut client = broker.client().await;
     client
         .create_topic("compacted", 1, &[("cleanup.policy", "compact")])
         .await;
-    let keyless = Record {
-        transactional: false,
-        control: false,
-        partition_leader_epoch: 0,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: 0,
-        timestamp: 0,
-        key: None,
-        value: Some(bytes::Bytes::from_static(b"v")),
-        headers: Default::default(),
-        delete_horizon: false,
-    };
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        [keyless].iter(),
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .unwrap();
+    let keyless = common::record(0, 0, None, bytes::Bytes::from_static(b"v"));
+    let buf = common::encode(&[keyless], Compression::None);
     let response = client.produce("compacted", 0, buf.freeze(), -1).await;
     assert_eq!(response.responses[0].partition_responses[0].error_code, 87);
     // Keyed records are fine.

@@ -22,16 +22,7 @@ async fn offsets_are_assigned_gaplessly_and_read_back() {
         next += 5;
     }
     // A fetch from the middle of a batch returns the whole batch; clients skip.
-    let ResponseKind::Fetch(fetch) = client
-        .call(
-            ApiKey::Fetch,
-            12,
-            RequestKind::Fetch(fetch_request("orders", 1, 7, 0)),
-        )
-        .await
-    else {
-        panic!()
-    };
+    let fetch = client.fetch("orders", 1, 7, 0).await;
     let data = &fetch.responses[0].partitions[0];
     assert_eq!(data.error_code, 0);
     assert_eq!(data.high_watermark, 100);
@@ -43,16 +34,7 @@ async fn offsets_are_assigned_gaplessly_and_read_back() {
         assert_eq!(value, &format!("value-{}", 5 + i));
     }
     // Past the end: OFFSET_OUT_OF_RANGE.
-    let ResponseKind::Fetch(fetch) = client
-        .call(
-            ApiKey::Fetch,
-            12,
-            RequestKind::Fetch(fetch_request("orders", 1, 101, 0)),
-        )
-        .await
-    else {
-        panic!()
-    };
+    let fetch = client.fetch("orders", 1, 101, 0).await;
     assert_eq!(fetch.responses[0].partitions[0].error_code, 1);
 }
 
@@ -105,16 +87,7 @@ async fn long_poll_is_woken_by_data_not_the_timer() {
 
     // Idle: returns after about max_wait_ms with no records.
     let started = Instant::now();
-    let ResponseKind::Fetch(idle) = consumer
-        .call(
-            ApiKey::Fetch,
-            12,
-            RequestKind::Fetch(fetch_request("tail", 0, 0, 300)),
-        )
-        .await
-    else {
-        panic!()
-    };
+    let idle = consumer.fetch("tail", 0, 0, 300).await;
     let waited = started.elapsed();
     assert!(waited >= Duration::from_millis(290), "{waited:?}");
     assert!(waited < Duration::from_secs(3), "{waited:?}");
@@ -158,31 +131,13 @@ async fn page_cache_mode_acknowledges_and_serves() {
         let response = client.produce("fast", 0, batch(i, 1, 0), -1).await;
         assert_eq!(response.responses[0].partition_responses[0].base_offset, i);
     }
-    let ResponseKind::Fetch(fetch) = client
-        .call(
-            ApiKey::Fetch,
-            12,
-            RequestKind::Fetch(fetch_request("fast", 0, 0, 0)),
-        )
-        .await
-    else {
-        panic!()
-    };
+    let fetch = client.fetch("fast", 0, 0, 0).await;
     assert_eq!(fetch.responses[0].partitions[0].high_watermark, 10);
     // Written from the request path, flushed in the background, kept across a restart.
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     broker.restart().await;
     let mut client = broker.client().await;
-    let ResponseKind::Fetch(fetch) = client
-        .call(
-            ApiKey::Fetch,
-            12,
-            RequestKind::Fetch(fetch_request("fast", 0, 0, 0)),
-        )
-        .await
-    else {
-        panic!()
-    };
+    let fetch = client.fetch("fast", 0, 0, 0).await;
     let records = decode_records(fetch.responses[0].partitions[0].records.clone().unwrap());
     assert_eq!(records.len(), 10);
 }
@@ -199,16 +154,7 @@ async fn log_append_time_topics_stamp_batches_with_a_valid_crc() {
     let p = &response.responses[0].partition_responses[0];
     assert_eq!(p.error_code, 0);
     assert!(p.log_append_time_ms >= before, "{}", p.log_append_time_ms);
-    let ResponseKind::Fetch(fetch) = client
-        .call(
-            ApiKey::Fetch,
-            12,
-            RequestKind::Fetch(fetch_request("stamped", 0, 0, 0)),
-        )
-        .await
-    else {
-        panic!()
-    };
+    let fetch = client.fetch("stamped", 0, 0, 0).await;
     let bytes = fetch.responses[0].partitions[0].records.clone().unwrap();
     let header = weir::log::batch::verify_batch(&bytes).expect("CRC must still be valid");
     assert!(header.is_log_append_time());
@@ -229,16 +175,7 @@ async fn inline_write_path_baseline_is_correct_too() {
             i * 2
         );
     }
-    let ResponseKind::Fetch(fetch) = client
-        .call(
-            ApiKey::Fetch,
-            12,
-            RequestKind::Fetch(fetch_request("inline", 0, 0, 0)),
-        )
-        .await
-    else {
-        panic!()
-    };
+    let fetch = client.fetch("inline", 0, 0, 0).await;
     let data = &fetch.responses[0].partitions[0];
     assert_eq!(data.high_watermark, 80);
     assert!(!decode_records(data.records.clone().unwrap()).is_empty());

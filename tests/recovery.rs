@@ -4,24 +4,14 @@
 
 mod common;
 
-use common::{TestBroker, batch, decode_records, fetch_request};
-use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+use common::{TestBroker, batch, decode_records};
 
 async fn read_all(broker: &TestBroker, topic: &str) -> Vec<(i64, String)> {
     let mut client = broker.client().await;
     let mut out = Vec::new();
     loop {
         let next = out.last().map_or(0, |(o, _)| o + 1);
-        let ResponseKind::Fetch(fetch) = client
-            .call(
-                ApiKey::Fetch,
-                12,
-                RequestKind::Fetch(fetch_request(topic, 0, next, 0)),
-            )
-            .await
-        else {
-            panic!()
-        };
+        let fetch = client.fetch(topic, 0, next, 0).await;
         let data = &fetch.responses[0].partitions[0];
         assert_eq!(data.error_code, 0);
         let records = decode_records(data.records.clone().unwrap());
@@ -124,16 +114,7 @@ async fn corrupt_tail_is_truncated_after_an_unclean_stop() {
 async fn wait_for_log_start(client: &mut common::Client, topic: &str, offset: i64) -> i64 {
     for _ in 0..50 {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        let ResponseKind::Fetch(fetch) = client
-            .call(
-                ApiKey::Fetch,
-                12,
-                RequestKind::Fetch(fetch_request(topic, 0, offset, 0)),
-            )
-            .await
-        else {
-            panic!()
-        };
+        let fetch = client.fetch(topic, 0, offset, 0).await;
         let log_start = fetch.responses[0].partitions[0].log_start_offset;
         if log_start > 0 {
             return log_start;
@@ -158,16 +139,7 @@ async fn retention_deletes_old_segments_and_advances_log_start() {
     }
     let log_start = wait_for_log_start(&mut client, "short", 59).await;
     assert!(log_start > 0, "retention never ran");
-    let ResponseKind::Fetch(fetch) = client
-        .call(
-            ApiKey::Fetch,
-            12,
-            RequestKind::Fetch(fetch_request("short", 0, 0, 0)),
-        )
-        .await
-    else {
-        panic!()
-    };
+    let fetch = client.fetch("short", 0, 0, 0).await;
     assert_eq!(
         fetch.responses[0].partitions[0].error_code, 1,
         "offset 0 is gone"

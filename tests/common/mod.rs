@@ -7,8 +7,8 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, FetchRequest, ProduceRequest, ProduceResponse, RequestHeader,
-    RequestKind, ResponseHeader, ResponseKind, TopicName,
+    ApiKey, CreateTopicsRequest, FetchRequest, FetchResponse, ProduceRequest, ProduceResponse,
+    RequestHeader, RequestKind, ResponseHeader, ResponseKind, TopicName,
     create_topics_request::{CreatableTopic, CreatableTopicConfig},
     fetch_request::{FetchPartition, FetchTopic},
 };
@@ -177,6 +177,24 @@ impl Client {
         assert_eq!(response.topics[0].error_code, 0, "{:?}", response.topics[0]);
     }
 
+    /// A v12 fetch of one partition from `offset`.
+    pub async fn fetch(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_wait_ms: i32,
+    ) -> FetchResponse {
+        let request = fetch_request(topic, partition, offset, max_wait_ms);
+        let ResponseKind::Fetch(response) = self
+            .call(ApiKey::Fetch, 12, RequestKind::Fetch(request))
+            .await
+        else {
+            panic!("wrong response")
+        };
+        response
+    }
+
     pub async fn produce(
         &mut self,
         topic: &str,
@@ -229,37 +247,54 @@ pub fn fetch_request(topic: &str, partition: i32, offset: i64, max_wait_ms: i32)
     request
 }
 
-/// A record batch of `count` records with values `value-<start+i>`.
-pub fn batch(start: i64, count: i64, timestamp: i64) -> Bytes {
-    let records: Vec<Record> = (0..count)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i,
-            // offset - sequence must stay constant or the encoder splits the batch.
-            sequence: i as i32,
-            timestamp: timestamp + i,
-            key: Some(Bytes::from(format!("key-{}", start + i))),
-            value: Some(Bytes::from(format!("value-{}", start + i))),
-            headers: Default::default(),
-            delete_horizon: false,
-        })
-        .collect();
+/// One record for the crate's batch encoder.
+pub fn record(offset: i64, timestamp: i64, key: Option<Bytes>, value: Bytes) -> Record {
+    Record {
+        transactional: false,
+        control: false,
+        partition_leader_epoch: 0,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset,
+        // offset - sequence must stay constant or the encoder splits the batch.
+        sequence: offset as i32,
+        timestamp,
+        key,
+        value: Some(value),
+        headers: Default::default(),
+        delete_horizon: false,
+    }
+}
+
+/// Encodes records as one v2 batch.
+pub fn encode(records: &[Record], compression: Compression) -> BytesMut {
     let mut buf = BytesMut::new();
     RecordBatchEncoder::encode(
         &mut buf,
         records.iter(),
         &RecordEncodeOptions {
             version: 2,
-            compression: Compression::None,
+            compression,
         },
     )
     .unwrap();
-    buf.freeze()
+    buf
+}
+
+/// A record batch of `count` records with values `value-<start+i>`.
+pub fn batch(start: i64, count: i64, timestamp: i64) -> Bytes {
+    let records: Vec<Record> = (0..count)
+        .map(|i| {
+            record(
+                i,
+                timestamp + i,
+                Some(Bytes::from(format!("key-{}", start + i))),
+                Bytes::from(format!("value-{}", start + i)),
+            )
+        })
+        .collect();
+    encode(&records, Compression::None).freeze()
 }
 
 /// Decodes every record of fetched bytes into `(offset, value)`.

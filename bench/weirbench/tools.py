@@ -147,13 +147,7 @@ class Tools:
             cmd = self.rdkafka_consumer_cmd(bootstrap, topic, partitions, count, "beginning",
                                             exit_at_eof=True)
         rc, text = procs.run(cmd, log, timeout)
-        try:
-            r = (parsers.consumer_performance(text) if client == "java"
-                 else parsers.rdkafka_consumer(text))
-        except parsers.ParseError as e:
-            raise ToolFailed(f"{client} consumer", log, f"exit {rc}: {e}: {text[-600:]}")
-        r.update({"client": client, "exit": rc, "log": str(log)})
-        return r
+        return self._consumer_result(client, "consumer", rc, text, log)
 
     def start_tailing_consumer(self, client: str, bootstrap: str, topic: str, partitions: int,
                                count: int, latency_file: Path | None = None):
@@ -173,11 +167,16 @@ class Tools:
         except subprocess.TimeoutExpired:
             rc = procs.stop(proc, sig=signal.SIGINT, grace=15)
         text = log.read_text(errors="replace")
+        return self._consumer_result(client, "tailing consumer", rc, text, log)
+
+    @staticmethod
+    def _consumer_result(client: str, what: str, rc: int, text: str, log: Path) -> dict:
+        """Parse a consumer tool's summary (ConsumerPerformance or rdkafka_performance)."""
         try:
             r = (parsers.consumer_performance(text) if client == "java"
                  else parsers.rdkafka_consumer(text))
         except parsers.ParseError as e:
-            raise ToolFailed(f"{client} tailing consumer", log, f"exit {rc}: {e}: {text[-600:]}")
+            raise ToolFailed(f"{client} {what}", log, f"exit {rc}: {e}: {text[-600:]}")
         r.update({"client": client, "exit": rc, "log": str(log)})
         return r
 

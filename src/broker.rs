@@ -3,12 +3,16 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use thiserror::Error;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::info;
 
 use crate::config::Config;
+use crate::group::GroupCoordinator;
+use crate::group::messages::GroupLimits;
+use crate::group::offsets::OffsetStore;
 use crate::log::manager::{LogManager, RecoverySummary, Topic, TopicError};
 use crate::log::partition::PartitionOptions;
 use crate::metadata::{MetadataError, NodeIdentity};
@@ -29,12 +33,15 @@ pub enum BrokerError {
     Topic(#[from] TopicError),
     #[error("recovery task failed: {0}")]
     Join(String),
+    #[error("cannot open the committed offsets: {0}")]
+    Offsets(#[from] crate::group::offsets::OffsetError),
 }
 
 pub struct Broker {
     pub config: Arc<Config>,
     pub identity: NodeIdentity,
     pub logs: Arc<LogManager>,
+    pub groups: Arc<GroupCoordinator>,
     pub shutdown: Shutdown,
     /// Bytes of request frames read but not yet dispatched, over all connections.
     pub request_budget: Arc<Semaphore>,
@@ -79,11 +86,15 @@ impl Broker {
         };
         let request_budget = Arc::new(Semaphore::new(permits(config.queued_max_request_bytes)));
         let fetch_budget = Arc::new(Semaphore::new(permits(config.fetch_queue_max_bytes)));
+        let logs = Arc::new(logs);
+        let shutdown = Shutdown::new();
+        let groups = open_groups(&config, &logs, &shutdown).await?;
         let broker = Arc::new(Broker {
             config,
             identity,
-            logs: Arc::new(logs),
-            shutdown: Shutdown::new(),
+            logs,
+            groups,
+            shutdown,
             request_budget,
             fetch_budget,
             advertised,
@@ -170,6 +181,42 @@ impl Broker {
         });
     }
 }
+
+/// The group coordinator, with committed offsets replayed from their internal log.
+async fn open_groups(
+    config: &Config,
+    logs: &LogManager,
+    shutdown: &Shutdown,
+) -> Result<Arc<GroupCoordinator>, BrokerError> {
+    let overrides = [
+        ("cleanup.policy", "compact".to_string()),
+        (
+            "segment.bytes",
+            config.offsets_log_segment_bytes.to_string(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let log = logs.open_internal_log(OFFSETS_LOG, overrides).await?;
+    let offsets = OffsetStore::open(log, config.offsets_log_segment_bytes as u64).await?;
+    let limits = GroupLimits {
+        min_session_timeout: Duration::from_millis(config.group_min_session_timeout_ms),
+        max_session_timeout: Duration::from_millis(config.group_max_session_timeout_ms),
+        initial_delay: Duration::from_millis(config.group_initial_rebalance_delay_ms),
+        max_size: config.group_max_size as usize,
+    };
+    let retention = Duration::from_secs(config.offsets_retention_minutes.saturating_mul(60));
+    let groups = GroupCoordinator::new(limits, offsets, retention, shutdown.clone());
+    groups.spawn_sweeper(OFFSETS_SWEEP_PERIOD);
+    Ok(groups)
+}
+
+/// The internal log of committed offsets: `<data_dir>/__weir_meta/consumer-offsets-0`.
+const OFFSETS_LOG: &str = "consumer-offsets";
+/// How often expired offsets and empty groups are cleaned up (Kafka's
+/// `offsets.retention.check.interval.ms` default).
+const OFFSETS_SWEEP_PERIOD: Duration = Duration::from_secs(600);
 
 /// A byte budget as semaphore permits (at most `u32::MAX`, what one acquire can take).
 fn permits(bytes: u64) -> usize {

@@ -116,6 +116,13 @@ pub struct Config {
     pub log_message_timestamp_type: TimestampType,
     pub log_cleanup_policy: String,
     pub log_retention_check_interval_ms: u64,
+    pub group_min_session_timeout_ms: u64,
+    pub group_max_session_timeout_ms: u64,
+    pub group_initial_rebalance_delay_ms: u64,
+    pub group_max_size: u32,
+    pub offsets_retention_minutes: u64,
+    pub offset_metadata_max_bytes: u32,
+    pub offsets_log_segment_bytes: i64,
 }
 
 impl Config {
@@ -239,6 +246,28 @@ impl Config {
             self.log_retention_check_interval_ms,
             100,
         )?;
+        at_least(
+            "group_max_session_timeout_ms",
+            self.group_max_session_timeout_ms,
+            self.group_min_session_timeout_ms,
+        )?;
+        at_least("group_max_size", self.group_max_size, 1)?;
+        at_least(
+            "offsets_retention_minutes",
+            self.offsets_retention_minutes,
+            1,
+        )?;
+        at_least(
+            "offsets_log_segment_bytes",
+            self.offsets_log_segment_bytes,
+            1 << 20,
+        )?;
+        if self.offsets_log_segment_bytes > i64::from(i32::MAX) {
+            return Err(ConfigError::invalid(
+                "offsets_log_segment_bytes",
+                "above the maximum 2147483647",
+            ));
+        }
         if self.data_dir.as_os_str().is_empty() {
             return Err(ConfigError::invalid("data_dir", "must not be empty"));
         }

@@ -12,6 +12,8 @@
 //! - [`log`]: the stream engine: partitions, segments, indexes, record batch validation, the
 //!   background writer with group commit, the commit step that advances the high watermark,
 //!   recovery and retention.
+//! - [`group`]: the group coordinator (classic JoinGroup/SyncGroup protocol, one actor task per
+//!   group) and committed offsets, stored in an internal log through the same writer.
 //! - [`config`]: the YAML configuration, its embedded default and validation.
 //! - [`shutdown`]: the one token every task watches for a graceful stop.
 
@@ -19,6 +21,7 @@
 
 pub mod broker;
 pub mod config;
+pub mod group;
 pub mod log;
 pub mod metadata;
 pub mod protocol;

@@ -129,6 +129,11 @@ pub struct LogManager {
     topics: DashMap<String, Arc<Topic>>,
     store: Mutex<TopicStore>,
     options: PartitionOptions,
+    /// Whether start-up found the clean-shutdown marker (internal logs opened later skip
+    /// tail recovery then, as topics do).
+    clean_start: bool,
+    /// The broker's own logs (committed offsets), closed at shutdown like topics.
+    internal: std::sync::Mutex<Vec<Arc<Partition>>>,
 }
 
 /// What start-up recovered.
@@ -157,6 +162,8 @@ impl LogManager {
             topics: DashMap::new(),
             store: Mutex::new(store),
             options,
+            clean_start: clean_shutdown,
+            internal: std::sync::Mutex::new(Vec::new()),
         };
         let mut partitions = 0;
         for record in &records {
@@ -221,6 +228,40 @@ impl LogManager {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Opens (or creates) one of the broker's internal logs, `<data_dir>/__weir_meta/<name>-0`:
+    /// a partition no client sees by name (e.g. the committed offsets). It is recovered like
+    /// a topic's partition and closed at shutdown before the clean-shutdown marker is written.
+    pub async fn open_internal_log(
+        &self,
+        name: &str,
+        overrides: BTreeMap<String, String>,
+    ) -> Result<Arc<Partition>, TopicError> {
+        let config = Arc::new(TopicConfig::resolve(&self.config, &overrides)?);
+        let parent = self.data_dir.join(crate::metadata::TopicStore::DIR);
+        let dir = partition_dir(&parent, name, 0);
+        let name = name.to_string();
+        let options = self.options.clone();
+        let verify = !self.clean_start;
+        let partition = tokio::task::spawn_blocking(move || {
+            let partition = Partition::open(&dir, &name, 0, config, options, verify)?;
+            sync_dir(&parent).map_err(|source| LogError::Io {
+                context: format!("creating internal log {name}"),
+                source,
+            })?;
+            Ok::<_, LogError>(partition)
+        })
+        .await
+        .map_err(|e| LogError::Io {
+            context: "opening an internal log".into(),
+            source: std::io::Error::other(e.to_string()),
+        })??;
+        self.internal
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(partition.clone());
+        Ok(partition)
     }
 
     pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
@@ -443,6 +484,17 @@ impl LogManager {
                         "partition did not close cleanly");
                     clean = false;
                 }
+            }
+        }
+        let internal: Vec<Arc<Partition>> = self
+            .internal
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for partition in internal {
+            if let Err(e) = partition.close().await {
+                warn!(log = partition.topic(), error = %e, "internal log did not close cleanly");
+                clean = false;
             }
         }
         if clean {

@@ -530,6 +530,42 @@ impl Partition {
         deleted
     }
 
+    /// Deletes whole segments that end at or before `offset` (never the active segment, never
+    /// data above the high watermark): how a log rewritten from a snapshot drops its prefix.
+    /// Returns the bytes deleted.
+    pub fn delete_segments_before(&self, offset: i64) -> u64 {
+        let limit = offset.min(self.log.commit.high_watermark());
+        let mut segments = self.log.segments_mut();
+        if self.log.closed.load(Ordering::Acquire) {
+            return 0;
+        }
+        let mut removed = Vec::new();
+        loop {
+            let mut iter = segments.values();
+            let (Some(oldest), Some(next)) = (iter.next(), iter.next()) else {
+                break;
+            };
+            let next_base = next.base_offset();
+            if next_base > limit {
+                break;
+            }
+            let base = oldest.base_offset();
+            if let Some(segment) = segments.remove(&base) {
+                removed.push(segment);
+            }
+            self.log
+                .log_start_offset
+                .store(next_base, Ordering::Release);
+        }
+        drop(segments);
+        let mut deleted = 0;
+        for segment in removed {
+            deleted += segment.size();
+            segment.delete_files();
+        }
+        deleted
+    }
+
     /// Size of all segments in bytes.
     pub fn size_bytes(&self) -> u64 {
         self.log.segments().values().map(|s| s.size()).sum()

@@ -3,9 +3,11 @@
 //! versions `kafka-protocol` can really decode), minimums from Kafka 4.x.
 
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest,
-    DescribeClusterRequest, DescribeConfigsRequest, FetchRequest, FindCoordinatorRequest,
-    ListOffsetsRequest, MetadataRequest, ProduceRequest,
+    ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
+    DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest,
+    FetchRequest, FindCoordinatorRequest, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest,
+    ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, SyncGroupRequest,
 };
 use kafka_protocol::protocol::Message;
 
@@ -39,11 +41,24 @@ pub const APIS: &[ApiRange] = &[
     api(ApiKey::Fetch, 4, FetchRequest::VERSIONS.max),
     api(ApiKey::ListOffsets, 1, ListOffsetsRequest::VERSIONS.max),
     api(ApiKey::Metadata, 0, MetadataRequest::VERSIONS.max),
+    // Kafka 4 removed OffsetCommit v0-1 and OffsetFetch v0 (KIP-896).
+    api(ApiKey::OffsetCommit, 2, OffsetCommitRequest::VERSIONS.max),
+    api(ApiKey::OffsetFetch, 1, OffsetFetchRequest::VERSIONS.max),
     api(
         ApiKey::FindCoordinator,
         0,
         FindCoordinatorRequest::VERSIONS.max,
     ),
+    api(ApiKey::JoinGroup, 0, JoinGroupRequest::VERSIONS.max),
+    api(ApiKey::Heartbeat, 0, HeartbeatRequest::VERSIONS.max),
+    api(ApiKey::LeaveGroup, 0, LeaveGroupRequest::VERSIONS.max),
+    api(ApiKey::SyncGroup, 0, SyncGroupRequest::VERSIONS.max),
+    api(
+        ApiKey::DescribeGroups,
+        0,
+        DescribeGroupsRequest::VERSIONS.max,
+    ),
+    api(ApiKey::ListGroups, 0, ListGroupsRequest::VERSIONS.max),
     api(ApiKey::ApiVersions, 0, ApiVersionsRequest::VERSIONS.max),
     api(ApiKey::CreateTopics, 2, CreateTopicsRequest::VERSIONS.max),
     api(ApiKey::DeleteTopics, 1, DeleteTopicsRequest::VERSIONS.max),
@@ -57,6 +72,8 @@ pub const APIS: &[ApiRange] = &[
         0,
         CreatePartitionsRequest::VERSIONS.max,
     ),
+    api(ApiKey::DeleteGroups, 0, DeleteGroupsRequest::VERSIONS.max),
+    api(ApiKey::OffsetDelete, 0, OffsetDeleteRequest::VERSIONS.max),
     api(
         ApiKey::DescribeCluster,
         0,
@@ -87,7 +104,11 @@ mod tests {
         assert!(!is_served(ApiKey::Fetch, 3));
         assert!(is_served(ApiKey::ApiVersions, 0));
         assert!(!is_served(ApiKey::ApiVersions, 5));
-        assert!(!is_served(ApiKey::JoinGroup, 0));
+        assert!(is_served(ApiKey::JoinGroup, 0));
+        assert_eq!(lookup(ApiKey::OffsetCommit).unwrap().max, 9);
+        assert_eq!(lookup(ApiKey::OffsetFetch).unwrap().max, 9);
+        assert!(!is_served(ApiKey::OffsetCommit, 1));
+        assert!(!is_served(ApiKey::ConsumerGroupHeartbeat, 0));
         for api in APIS {
             assert!(
                 api.min <= api.min_served && api.min_served <= api.max,

@@ -10,6 +10,7 @@ pub mod codec;
 pub mod handlers;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -38,6 +39,14 @@ impl From<ResponseKind> for Reply {
     }
 }
 
+/// Who sent a request, as group descriptions show it.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    pub client_id: String,
+    /// The peer's address as Kafka prints it (`/127.0.0.1`).
+    pub host: String,
+}
+
 /// The second stage of a request: its response, or `None` when none is sent (acks=0).
 pub type ResponseFuture = Pin<Box<dyn Future<Output = Option<Reply>> + Send>>;
 
@@ -46,9 +55,18 @@ fn ready(response: ResponseKind) -> ResponseFuture {
 }
 
 /// Runs a request's ordering stage and returns the future that completes it.
-pub async fn dispatch(broker: &Arc<Broker>, request: Request) -> ResponseFuture {
+pub async fn dispatch(broker: &Arc<Broker>, request: Request, peer: SocketAddr) -> ResponseFuture {
     let version = request.version;
     let broker = broker.clone();
+    let client = ClientInfo {
+        client_id: request
+            .header
+            .client_id
+            .as_ref()
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
+        host: format!("/{}", peer.ip()),
+    };
     match request.body {
         RequestKind::Produce(body) => handlers::produce::handle(&broker, version, body).await,
         RequestKind::ApiVersions(body) => ready(ResponseKind::ApiVersions(
@@ -109,6 +127,47 @@ pub async fn dispatch(broker: &Arc<Broker>, request: Request) -> ResponseFuture 
         RequestKind::DescribeCluster(body) => ready(ResponseKind::DescribeCluster(
             handlers::describe_cluster::handle(&broker, body),
         )),
+        // Group requests may wait for a rebalance: they run entirely in the second stage.
+        RequestKind::JoinGroup(body) => Box::pin(async move {
+            let response = handlers::join_group::handle(&broker, version, body, &client).await;
+            Some(ResponseKind::JoinGroup(response).into())
+        }),
+        RequestKind::SyncGroup(body) => Box::pin(async move {
+            let response = handlers::sync_group::handle(&broker, version, body).await;
+            Some(ResponseKind::SyncGroup(response).into())
+        }),
+        RequestKind::Heartbeat(body) => Box::pin(async move {
+            let response = handlers::heartbeat::handle(&broker, body).await;
+            Some(ResponseKind::Heartbeat(response).into())
+        }),
+        RequestKind::LeaveGroup(body) => Box::pin(async move {
+            let response = handlers::leave_group::handle(&broker, version, body).await;
+            Some(ResponseKind::LeaveGroup(response).into())
+        }),
+        RequestKind::DescribeGroups(body) => Box::pin(async move {
+            let response = handlers::describe_groups::handle(&broker, version, body).await;
+            Some(ResponseKind::DescribeGroups(response).into())
+        }),
+        RequestKind::ListGroups(body) => Box::pin(async move {
+            let response = handlers::list_groups::handle(&broker, version, body).await;
+            Some(ResponseKind::ListGroups(response).into())
+        }),
+        RequestKind::DeleteGroups(body) => Box::pin(async move {
+            let response = handlers::delete_groups::handle(&broker, body).await;
+            Some(ResponseKind::DeleteGroups(response).into())
+        }),
+        RequestKind::OffsetCommit(body) => Box::pin(async move {
+            let response = handlers::offset_commit::handle(&broker, version, body).await;
+            Some(ResponseKind::OffsetCommit(response).into())
+        }),
+        RequestKind::OffsetFetch(body) => Box::pin(async move {
+            let response = handlers::offset_fetch::handle(&broker, version, body).await;
+            Some(ResponseKind::OffsetFetch(response).into())
+        }),
+        RequestKind::OffsetDelete(body) => Box::pin(async move {
+            let response = handlers::offset_delete::handle(&broker, body).await;
+            Some(ResponseKind::OffsetDelete(response).into())
+        }),
         // The codec only lets through keys in the API table, all matched above.
         other => {
             tracing::error!(api = ?std::mem::discriminant(&other), "request without a handler");

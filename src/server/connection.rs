@@ -87,7 +87,7 @@ async fn read_requests(
                 let key = request.key;
                 let version = request.version;
                 let correlation_id = request.header.correlation_id;
-                let response = dispatch(broker, *request).await;
+                let response = dispatch(broker, *request, peer).await;
                 tokio::spawn(async move {
                     let Some(reply) = response.await else {
                         return Outcome::Nothing;

@@ -237,6 +237,31 @@ def own_broker(request, tmp_path):
 
 
 @pytest.fixture
+def configured_broker(request, tmp_path):
+    """A private broker on a config file: `configured_broker("key: value\n")` starts it."""
+    if EXTERNAL_BOOTSTRAP:
+        pytest.skip("needs a broker process this session controls (WEIR_BOOTSTRAP is set)")
+    started: list[Broker] = []
+
+    def start(yaml_text: str) -> Broker:
+        config = tmp_path / "weir.yaml"
+        config.write_text(yaml_text)
+        b = Broker(_binary(), tmp_path / "data", tmp_path / "weir.log",
+                   extra_args=("--config", str(config)))
+        request.node.weir_brokers = [b]
+        started.append(b)
+        b.start()
+        return b
+
+    yield start
+    for b in started:
+        try:
+            b.stop()
+        finally:
+            b.kill()
+
+
+@pytest.fixture
 def bootstrap(broker) -> str:
     return broker.bootstrap
 

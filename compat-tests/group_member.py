@@ -3,10 +3,12 @@ LeaveGroup, no commit) as a crashed consumer would die.
 
     python group_member.py CLIENT BOOTSTRAP TOPIC GROUP [INSTANCE_ID]
 
-CLIENT is confluent, kafka-python or aiokafka. The member subscribes to TOPIC,
+CLIENT is confluent, confluent-848 (librdkafka with group.protocol=consumer,
+KIP-848), kafka-python or aiokafka. The member subscribes to TOPIC,
 commits after processing every batch it polls, and writes one JSON line to
 stdout per event:
-    {"event": "assigned", "partitions": [0, 3]}   after every rebalance
+    {"event": "assigned", "partitions": [0, 3]}   what it owns after a rebalance
+    {"event": "revoked", "partitions": [0]}       what it still owns after a revocation
     {"event": "consumed", "records": [[partition, offset, value], ...]}
     {"event": "committed"}                         after each commit
 It stops cleanly (close: LeaveGroup unless static) on SIGTERM.
@@ -35,7 +37,7 @@ def on_term(*_):
     stopping = True
 
 
-def run_confluent(bootstrap, topic, group, instance):
+def run_confluent(bootstrap, topic, group, instance, consumer_protocol=False):
     from confluent_kafka import Consumer, TopicPartition
 
     conf = {
@@ -43,19 +45,30 @@ def run_confluent(bootstrap, topic, group, instance):
         "group.id": group,
         "auto.offset.reset": "earliest",
         "enable.auto.commit": False,
-        "session.timeout.ms": SESSION_TIMEOUT_MS,
-        "heartbeat.interval.ms": HEARTBEAT_MS,
-        "partition.assignment.strategy": "range",
     }
+    if consumer_protocol:
+        # KIP-848: the broker sets session timeout and heartbeat interval, and assigns.
+        conf["group.protocol"] = "consumer"
+    else:
+        conf.update({"session.timeout.ms": SESSION_TIMEOUT_MS,
+                     "heartbeat.interval.ms": HEARTBEAT_MS,
+                     "partition.assignment.strategy": "range"})
     if instance:
         conf["group.instance.id"] = instance
     consumer = Consumer(conf)
 
+    # Eager protocols hand over the whole assignment; KIP-848 adds and removes increments.
+    owned: set[int] = set()
+
     def assigned(c, partitions):
-        emit(event="assigned", partitions=sorted(p.partition for p in partitions))
+        if not consumer_protocol:
+            owned.clear()
+        owned.update(p.partition for p in partitions)
+        emit(event="assigned", partitions=sorted(owned))
 
     def revoked(c, partitions):
-        emit(event="revoked", partitions=sorted(p.partition for p in partitions))
+        owned.difference_update(p.partition for p in partitions)
+        emit(event="revoked", partitions=sorted(owned))
 
     consumer.subscribe([topic], on_assign=assigned, on_revoke=revoked)
     while not stopping:
@@ -91,7 +104,7 @@ def run_kafka_python(bootstrap, topic, group, instance):
 
     class Listener(ConsumerRebalanceListener):
         def on_partitions_revoked(self, revoked):
-            emit(event="revoked", partitions=sorted(p.partition for p in revoked))
+            emit(event="revoked", partitions=[])  # eager: everything goes
 
         def on_partitions_assigned(self, assigned):
             emit(event="assigned", partitions=sorted(p.partition for p in assigned))
@@ -120,7 +133,7 @@ def run_aiokafka(bootstrap, topic, group, instance):
 
     class Listener(ConsumerRebalanceListener):
         async def on_partitions_revoked(self, revoked):
-            emit(event="revoked", partitions=sorted(p.partition for p in revoked))
+            emit(event="revoked", partitions=[])  # eager: everything goes
 
         async def on_partitions_assigned(self, assigned):
             emit(event="assigned", partitions=sorted(p.partition for p in assigned))
@@ -161,6 +174,11 @@ if __name__ == "__main__":
     signal.signal(signal.SIGTERM, on_term)
     client, bootstrap, topic, group = sys.argv[1:5]
     instance = sys.argv[5] if len(sys.argv) > 5 else None
-    {"confluent": run_confluent, "kafka-python": run_kafka_python,
-     "aiokafka": run_aiokafka}[client](bootstrap, topic, group, instance)
+    runners = {
+        "confluent": run_confluent,
+        "confluent-848": lambda *a: run_confluent(*a, consumer_protocol=True),
+        "kafka-python": run_kafka_python,
+        "aiokafka": run_aiokafka,
+    }
+    runners[client](bootstrap, topic, group, instance)
     emit(event="stopped")

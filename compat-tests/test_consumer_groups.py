@@ -57,7 +57,7 @@ class Member:
                     self.assigned = event["partitions"]
                     self.assign_events += 1
                 elif kind == "revoked":
-                    self.assigned = []
+                    self.assigned = event["partitions"]
                 elif kind == "consumed":
                     for partition, offset, value in event["records"]:
                         self.consumed.add(value)
@@ -152,16 +152,36 @@ def committed_offsets(bootstrap: str, group: str) -> dict[int, int]:
 @pytest.mark.parametrize("client", CLIENTS)
 def test_members_share_partitions_through_rebalances_and_nothing_is_lost(
         client, broker, topic_name, tmp_path):
-    topic = topic_name()
+    share_through_rebalances(client, broker.bootstrap, topic_name(), tmp_path)
+
+
+def test_kip848_consumer_protocol_members_share_partitions_and_nothing_is_lost(
+        configured_broker, topic_name, tmp_path):
+    """librdkafka with group.protocol=consumer: ConsumerGroupHeartbeat, broker-side
+    assignment, incremental revocation. The broker's consumer session timeout is set to
+    6 s here (default 45 s) so the crashed member is evicted as quickly as in the classic
+    test."""
+    broker = configured_broker("group_consumer_session_timeout_ms: 6000\n"
+                               "group_consumer_heartbeat_interval_ms: 500\n")
+    share_through_rebalances("confluent-848", broker.bootstrap, topic_name(), tmp_path)
+    adm = helpers.admin(broker.bootstrap)
+    groups = adm.list_consumer_groups().result(timeout=30).valid
+    assert any(str(g.type).endswith("CONSUMER") for g in groups), groups
+
+
+def share_through_rebalances(client: str, bootstrap: str, topic: str, tmp_path: Path):
+    """Three members share six partitions; a fourth joins; one leaves; one is killed and
+    evicted after its session timeout; a producer writes throughout. Every acknowledged
+    record is consumed, and the committed offsets reach the end of every partition."""
     group = f"group-{uuid.uuid4().hex[:8]}"
-    helpers.create_topic(broker.bootstrap, topic, PARTITIONS)
-    load = Load(broker.bootstrap, topic)
-    members = [Member(client, broker.bootstrap, topic, group, tmp_path) for _ in range(3)]
+    helpers.create_topic(bootstrap, topic, PARTITIONS)
+    load = Load(bootstrap, topic)
+    members = [Member(client, bootstrap, topic, group, tmp_path) for _ in range(3)]
     try:
         # Three members share six partitions.
         wait_shared(members, PARTITIONS)
         # A fourth joins: the group rebalances over four.
-        members.append(Member(client, broker.bootstrap, topic, group, tmp_path))
+        members.append(Member(client, bootstrap, topic, group, tmp_path))
         wait_shared(members, PARTITIONS)
         # One leaves cleanly (LeaveGroup): three remain.
         leaving = members.pop(0)
@@ -188,9 +208,9 @@ def test_members_share_partitions_through_rebalances_and_nothing_is_lost(
             m.terminate()
         # ...and, committing after processing, the group's committed offsets reach the end
         # of every partition: a restarted group would lose nothing.
-        committed = committed_offsets(broker.bootstrap, group)
+        committed = committed_offsets(bootstrap, group)
         for p in range(PARTITIONS):
-            _, high = helpers.watermarks(broker.bootstrap, topic, p)
+            _, high = helpers.watermarks(bootstrap, topic, p)
             assert committed.get(p) == high, (p, committed, high)
     finally:
         load.stop_flag.set()

@@ -378,3 +378,36 @@ def test_java_delete_topic(broker):
     again = run_java("delete-topic", "--topic", topic, bootstrap=broker.bootstrap, check=False)
     assert again["_rc"] == 1
     assert again["exception"].endswith("UnknownTopicOrPartitionException"), again
+
+
+# ---------------------------------------------------------------------------
+# consumer groups
+
+
+@pytest.mark.parametrize("protocol", ["classic", "consumer"])
+def test_java_group_consumer_commits_its_offsets(broker, protocol):
+    """A Java consumer in a group, with the classic protocol and with KIP-848's
+    `group.protocol=consumer`: it is assigned every partition, reads everything, and its
+    auto-commit leaves the group's committed offsets at the end of each partition."""
+    from confluent_kafka import ConsumerGroupTopicPartitions
+
+    import helpers
+
+    topic = unique(f"group-{protocol}")
+    group = f"java-{protocol}-{uuid.uuid4().hex[:8]}"
+    create_topic(broker.bootstrap, topic, 3)
+    try:
+        out = run_java("produce", "--topic", topic, "--count", str(SMALL_COUNT), "--acks", "all",
+                       bootstrap=broker.bootstrap)
+        split = {p: s["count"] for p, s in out["partitions"].items()}
+        got = run_java("consume", "--topic", topic, "--expect", str(SMALL_COUNT),
+                       "--group", group, "--group-protocol", protocol,
+                       "--prop", "enable.auto.commit=true", bootstrap=broker.bootstrap)
+        check_consume(got, SMALL_COUNT, split)
+        adm = helpers.admin(broker.bootstrap)
+        listed = adm.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group]
+        committed = {tp.partition: tp.offset
+                     for tp in listed.result(timeout=30).topic_partitions}
+        assert committed == {int(p): n for p, n in split.items()}
+    finally:
+        delete_quietly(broker.bootstrap, topic)

@@ -205,6 +205,10 @@ async fn open_groups(
         max_session_timeout: Duration::from_millis(config.group_max_session_timeout_ms),
         initial_delay: Duration::from_millis(config.group_initial_rebalance_delay_ms),
         max_size: config.group_max_size as usize,
+        consumer_session_timeout: Duration::from_millis(config.group_consumer_session_timeout_ms),
+        consumer_heartbeat_interval: Duration::from_millis(
+            config.group_consumer_heartbeat_interval_ms,
+        ),
     };
     let retention = Duration::from_secs(config.offsets_retention_minutes.saturating_mul(60));
     let groups = GroupCoordinator::new(limits, offsets, retention, shutdown.clone());

@@ -120,6 +120,8 @@ pub struct Config {
     pub group_max_session_timeout_ms: u64,
     pub group_initial_rebalance_delay_ms: u64,
     pub group_max_size: u32,
+    pub group_consumer_session_timeout_ms: u64,
+    pub group_consumer_heartbeat_interval_ms: u64,
     pub offsets_retention_minutes: u64,
     pub offset_metadata_max_bytes: u32,
     pub offsets_log_segment_bytes: i64,
@@ -252,6 +254,16 @@ impl Config {
             self.group_min_session_timeout_ms,
         )?;
         at_least("group_max_size", self.group_max_size, 1)?;
+        at_least(
+            "group_consumer_heartbeat_interval_ms",
+            self.group_consumer_heartbeat_interval_ms,
+            100,
+        )?;
+        at_least(
+            "group_consumer_session_timeout_ms",
+            self.group_consumer_session_timeout_ms,
+            self.group_consumer_heartbeat_interval_ms + 1,
+        )?;
         at_least(
             "offsets_retention_minutes",
             self.offsets_retention_minutes,

@@ -377,3 +377,62 @@ async fn a_join_waiting_for_a_rebalance_does_not_hold_up_shutdown() {
     let _broker = stop.await.unwrap();
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+#[tokio::test]
+async fn consumer_group_heartbeat_and_describe_work_at_every_version() {
+    use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
+    let broker = TestBroker::start().await;
+    let mut client = broker.client().await;
+    client.create_topic("kip848", 4, &[]).await;
+    for version in 0..=1i16 {
+        let group = format!("consumer-v{version}");
+        let mut request = ConsumerGroupHeartbeatRequest::default();
+        request.group_id = GroupId(s(&group));
+        // v0: the broker names the member; v1: the client does (KIP-1082).
+        if version >= 1 {
+            request.member_id = s(&uuid::Uuid::new_v4().to_string());
+        }
+        request.member_epoch = 0;
+        request.rebalance_timeout_ms = 30_000;
+        request.subscribed_topic_names = Some(vec![topic_name("kip848")]);
+        request.topic_partitions = Some(Vec::<TopicPartitions>::new());
+        let ResponseKind::ConsumerGroupHeartbeat(joined) = client
+            .call(
+                ApiKey::ConsumerGroupHeartbeat,
+                version,
+                RequestKind::ConsumerGroupHeartbeat(request),
+            )
+            .await
+        else {
+            panic!("not a ConsumerGroupHeartbeat response");
+        };
+        assert_eq!(joined.error_code, 0, "ConsumerGroupHeartbeat v{version}");
+        assert_eq!(joined.member_epoch, 1);
+        assert!(joined.heartbeat_interval_ms > 0);
+        let assignment = joined
+            .assignment
+            .expect("a joining member gets its assignment");
+        assert_eq!(assignment.topic_partitions[0].partitions, vec![0, 1, 2, 3]);
+
+        let mut describe = ConsumerGroupDescribeRequest::default();
+        describe.group_ids = vec![GroupId(s(&group))];
+        let ResponseKind::ConsumerGroupDescribe(described) = client
+            .call(
+                ApiKey::ConsumerGroupDescribe,
+                version,
+                RequestKind::ConsumerGroupDescribe(describe),
+            )
+            .await
+        else {
+            panic!("not a ConsumerGroupDescribe response");
+        };
+        let described = &described.groups[0];
+        assert_eq!(described.error_code, 0);
+        assert_eq!(described.group_state.as_str(), "Stable");
+        assert_eq!(described.members.len(), 1);
+        assert_eq!(
+            described.members[0].assignment.topic_partitions[0].topic_name,
+            topic_name("kip848")
+        );
+    }
+}

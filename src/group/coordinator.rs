@@ -1,48 +1,25 @@
-//! The group coordinator: this node coordinates every group. Each group with members is an
-//! actor (a task owning its `ClassicGroup`, fed by a channel, waking for its own deadlines),
-//! so a group's requests never contend on a lock and a slow rebalance holds nobody else up.
-//! Committed offsets live in the shared `OffsetStore`.
+//! The group coordinator: this node coordinates every group. Each group is an actor
+//! (`actor.rs`), so a slow rebalance holds nobody else up; committed offsets live in the
+//! shared `OffsetStore`.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use dashmap::DashMap;
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::ConsumerProtocolSubscription;
-use kafka_protocol::protocol::Decodable;
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::{Duration, Instant};
+use tokio::time::Duration;
 use tracing::{info, warn};
 
-use super::classic::{ClassicGroup, GroupSummary};
+use super::actor::{self, Command, GroupDescription};
+use super::classic::GroupSummary;
 use super::messages::{
-    CommitIdentity, GroupLimits, GroupState, HeartbeatRequest, JoinRequest, JoinResponse,
-    LeaveMember, SyncRequest, SyncResponse,
+    CommitIdentity, ConsumerHeartbeat, ConsumerHeartbeatResponse, GroupLimits, GroupState,
+    HeartbeatRequest, JoinRequest, JoinResponse, LeaveMember, SyncRequest, SyncResponse,
 };
 use super::offset_log::{OffsetKey, OffsetValue};
 use super::offsets::OffsetStore;
 use crate::shutdown::Shutdown;
-
-/// Requests queued per group before senders wait.
-const GROUP_QUEUE: usize = 256;
-/// The protocol type of Kafka consumers (whose metadata names the subscribed topics).
-const CONSUMER_PROTOCOL: &str = "consumer";
-
-enum Command {
-    Join(JoinRequest, oneshot::Sender<JoinResponse>),
-    Sync(SyncRequest, oneshot::Sender<SyncResponse>),
-    Heartbeat(HeartbeatRequest, oneshot::Sender<Option<ResponseError>>),
-    Leave(
-        Vec<LeaveMember>,
-        oneshot::Sender<Vec<Option<ResponseError>>>,
-    ),
-    Describe(oneshot::Sender<GroupSummary>),
-    Subscriptions(oneshot::Sender<(GroupState, Option<String>, Vec<Bytes>)>),
-    ValidateCommit(CommitIdentity, oneshot::Sender<Result<(), ResponseError>>),
-    /// DeleteGroups: the group dies if it is empty.
-    Delete(oneshot::Sender<Result<(), ResponseError>>),
-}
 
 pub struct GroupCoordinator {
     limits: GroupLimits,
@@ -84,15 +61,7 @@ impl GroupCoordinator {
             .groups
             .entry(group_id.to_string())
             .or_insert_with(|| {
-                let (tx, rx) = mpsc::channel(GROUP_QUEUE);
-                let group = ClassicGroup::new(self.limits);
-                tokio::spawn(run_group(
-                    group_id.to_string(),
-                    group,
-                    rx,
-                    self.shutdown.clone(),
-                ));
-                tx
+                actor::spawn(group_id.to_string(), self.limits, self.shutdown.clone())
             })
             .clone();
         Some(sender)
@@ -174,15 +143,17 @@ impl GroupCoordinator {
     }
 
     /// The group's state and members; `None` for a group that does not exist.
-    pub async fn describe(&self, group_id: &str) -> Option<GroupSummary> {
-        if let Some(summary) = self.ask(group_id, false, Command::Describe).await {
-            return Some(summary);
+    pub async fn describe(&self, group_id: &str) -> Option<GroupDescription> {
+        if let Some(description) = self.ask(group_id, false, Command::Describe).await {
+            return Some(description);
         }
-        self.offsets.has_group(group_id).then(empty_summary)
+        self.offsets
+            .has_group(group_id)
+            .then(|| GroupDescription::Classic(empty_summary()))
     }
 
     /// Every group: those with an actor and those that only have committed offsets.
-    pub async fn list(&self) -> Vec<(String, GroupSummary)> {
+    pub async fn list(&self) -> Vec<(String, GroupDescription)> {
         let ids: BTreeSet<String> = self
             .groups
             .iter()
@@ -191,13 +162,38 @@ impl GroupCoordinator {
             .collect();
         let mut groups = Vec::with_capacity(ids.len());
         for id in ids {
-            if let Some(summary) = self.describe(&id).await
-                && summary.state != GroupState::Dead
+            if let Some(description) = self.describe(&id).await
+                && !description.is_dead()
             {
-                groups.push((id, summary));
+                groups.push((id, description));
             }
         }
         groups
+    }
+
+    /// ConsumerGroupHeartbeat (KIP-848).
+    pub async fn consumer_heartbeat(
+        &self,
+        group_id: &str,
+        request: ConsumerHeartbeat,
+    ) -> ConsumerHeartbeatResponse {
+        if group_id.is_empty() {
+            return ConsumerHeartbeatResponse::error(ResponseError::InvalidGroupId, None);
+        }
+        // Only a join may create the group.
+        let create = request.member_epoch == 0;
+        match self
+            .ask(group_id, create, |tx| {
+                Command::ConsumerHeartbeat(request, tx)
+            })
+            .await
+        {
+            Some(response) => response,
+            None if create => {
+                ConsumerHeartbeatResponse::error(ResponseError::CoordinatorNotAvailable, None)
+            }
+            None => ConsumerHeartbeatResponse::error(ResponseError::UnknownMemberId, None),
+        }
     }
 
     /// DeleteGroups: an empty group and all its committed offsets.
@@ -257,19 +253,11 @@ impl GroupCoordinator {
         group_id: &str,
         partitions: Vec<(String, i32)>,
     ) -> Result<Vec<(String, i32, Option<ResponseError>)>, ResponseError> {
-        let subscriptions = self.ask(group_id, false, Command::Subscriptions).await;
-        if subscriptions.is_none() && !self.offsets.has_group(group_id) {
-            return Err(ResponseError::GroupIdNotFound);
-        }
-        let mut subscribed = BTreeSet::new();
-        if let Some((state, protocol_type, metadata)) = subscriptions
-            && state != GroupState::Empty
-        {
-            if protocol_type.as_deref() != Some(CONSUMER_PROTOCOL) {
-                return Err(ResponseError::NonEmptyGroup);
-            }
-            subscribed = metadata.iter().flat_map(subscribed_topics).collect();
-        }
+        let subscribed = match self.ask(group_id, false, Command::SubscribedTopics).await {
+            Some(result) => result?,
+            None if self.offsets.has_group(group_id) => BTreeSet::new(),
+            None => return Err(ResponseError::GroupIdNotFound),
+        };
         let mut results = Vec::with_capacity(partitions.len());
         let mut tombstones = Vec::new();
         for (topic, partition) in partitions {
@@ -303,7 +291,7 @@ impl GroupCoordinator {
         let mut idle = BTreeSet::new();
         for id in self.offsets.groups() {
             match self.describe(&id).await {
-                Some(summary) if summary.state != GroupState::Empty => {}
+                Some(description) if !description.is_empty() => {}
                 _ => {
                     idle.insert(id);
                 }
@@ -358,87 +346,4 @@ fn empty_summary() -> GroupSummary {
         generation_id: 0,
         members: Vec::new(),
     }
-}
-
-/// The topics a consumer's subscription metadata names (none if it cannot be read).
-fn subscribed_topics(metadata: &Bytes) -> Vec<String> {
-    let mut buf = metadata.clone();
-    if buf.len() < 2 {
-        return Vec::new();
-    }
-    let version = i16::from_be_bytes([buf[0], buf[1]]);
-    let _ = bytes::Buf::get_i16(&mut buf);
-    match ConsumerProtocolSubscription::decode(&mut buf, version.clamp(0, 3)) {
-        Ok(subscription) => subscription.topics.iter().map(|t| t.to_string()).collect(),
-        Err(_) => Vec::new(),
-    }
-}
-
-/// One group's actor: applies commands in arrival order and wakes for the group's deadlines.
-async fn run_group(
-    group_id: String,
-    mut group: ClassicGroup,
-    mut commands: mpsc::Receiver<Command>,
-    shutdown: Shutdown,
-) {
-    loop {
-        let deadline = group.next_deadline();
-        let timer = async {
-            match deadline {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            biased;
-            command = commands.recv() => {
-                let Some(command) = command else { break };
-                if !handle(&mut group, command, Instant::now()) {
-                    break;
-                }
-            }
-            _ = timer => group.on_timer(Instant::now()),
-            _ = shutdown.cancelled() => {
-                group.abort_waiting(ResponseError::CoordinatorNotAvailable);
-                break;
-            }
-        }
-    }
-    tracing::debug!(group = %group_id, "group actor ended");
-}
-
-/// Applies one command; false once the group is dead and the actor should end.
-fn handle(group: &mut ClassicGroup, command: Command, now: Instant) -> bool {
-    match command {
-        Command::Join(request, reply) => group.join(request, reply, now),
-        Command::Sync(request, reply) => group.sync(request, reply, now),
-        Command::Heartbeat(request, reply) => {
-            let _ = reply.send(group.heartbeat(request, now));
-        }
-        Command::Leave(members, reply) => {
-            let _ = reply.send(group.leave(members, now));
-        }
-        Command::Describe(reply) => {
-            let _ = reply.send(group.summary());
-        }
-        Command::Subscriptions(reply) => {
-            let protocol_type = group.protocol_type().map(str::to_string);
-            let _ = reply.send((group.state(), protocol_type, group.member_metadata()));
-        }
-        Command::ValidateCommit(identity, reply) => {
-            let result = group.validate_commit(
-                &identity.member_id,
-                identity.group_instance_id.as_deref(),
-                identity.generation_id,
-            );
-            let _ = reply.send(result);
-        }
-        Command::Delete(reply) => {
-            let result = group.mark_dead();
-            let dead = result.is_ok();
-            let _ = reply.send(result);
-            return !dead;
-        }
-    }
-    true
 }

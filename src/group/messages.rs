@@ -34,6 +34,9 @@ pub struct GroupLimits {
     pub max_session_timeout: Duration,
     pub initial_delay: Duration,
     pub max_size: usize,
+    /// Consumer groups (KIP-848): the session timeout and heartbeat interval are the broker's.
+    pub consumer_session_timeout: Duration,
+    pub consumer_heartbeat_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -129,4 +132,50 @@ pub struct CommitIdentity {
     pub generation_id: i32,
     pub member_id: String,
     pub group_instance_id: Option<String>,
+}
+
+/// Every topic of the broker: name → (topic id, partition count), taken for a heartbeat.
+pub type TopicsSnapshot = std::sync::Arc<std::collections::BTreeMap<String, (uuid::Uuid, i32)>>;
+
+/// A ConsumerGroupHeartbeat (KIP-848). `None` fields are "unchanged since the last one".
+#[derive(Debug, Clone)]
+pub struct ConsumerHeartbeat {
+    /// Empty from a v0 client joining: the coordinator names it.
+    pub member_id: String,
+    pub member_epoch: i32,
+    pub instance_id: Option<String>,
+    pub rack_id: Option<String>,
+    /// -1: unchanged.
+    pub rebalance_timeout_ms: i32,
+    pub subscribed_topic_names: Option<Vec<String>>,
+    pub subscribed_topic_regex: Option<String>,
+    pub server_assignor: Option<String>,
+    /// The partitions the member owns, by topic id.
+    pub owned: Option<super::assignor::Assignment>,
+    pub client_id: String,
+    pub client_host: String,
+    pub topics: TopicsSnapshot,
+    /// v0: the coordinator generates member ids; v1+ (KIP-1082) the client does.
+    pub server_generates_member_id: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ConsumerHeartbeatResponse {
+    pub error: Option<ResponseError>,
+    pub error_message: Option<String>,
+    pub member_id: Option<String>,
+    pub member_epoch: i32,
+    pub heartbeat_interval_ms: i32,
+    /// Sent only when it changed.
+    pub assignment: Option<super::assignor::Assignment>,
+}
+
+impl ConsumerHeartbeatResponse {
+    pub fn error(error: ResponseError, message: Option<String>) -> ConsumerHeartbeatResponse {
+        ConsumerHeartbeatResponse {
+            error: Some(error),
+            error_message: message,
+            ..ConsumerHeartbeatResponse::default()
+        }
+    }
 }

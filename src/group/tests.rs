@@ -9,6 +9,7 @@ use kafka_protocol::ResponseError;
 use tokio::sync::Semaphore;
 use tokio::time::{Duration, sleep};
 
+use super::actor::GroupDescription;
 use super::coordinator::GroupCoordinator;
 use super::messages::*;
 use super::offset_log::{OffsetKey, OffsetValue};
@@ -21,16 +22,18 @@ use crate::shutdown::Shutdown;
 const SESSION: Duration = Duration::from_secs(10);
 const REBALANCE: Duration = Duration::from_secs(30);
 
-fn limits(initial_delay_ms: u64) -> GroupLimits {
+pub(super) fn limits(initial_delay_ms: u64) -> GroupLimits {
     GroupLimits {
         min_session_timeout: Duration::from_secs(6),
         max_session_timeout: Duration::from_secs(1800),
         initial_delay: Duration::from_millis(initial_delay_ms),
         max_size: 100,
+        consumer_session_timeout: Duration::from_secs(45),
+        consumer_heartbeat_interval: Duration::from_secs(5),
     }
 }
 
-fn open_log(dir: &std::path::Path, segment_bytes: i64) -> Arc<Partition> {
+pub(super) fn open_log(dir: &std::path::Path, segment_bytes: i64) -> Arc<Partition> {
     let writer = crate::log::writer::spawn(Durability::Fsync, Duration::from_millis(100)).unwrap();
     let options = PartitionOptions {
         writer,
@@ -44,7 +47,10 @@ fn open_log(dir: &std::path::Path, segment_bytes: i64) -> Arc<Partition> {
     Partition::open(&dir.join("offsets-0"), "offsets", 0, config, options, true).unwrap()
 }
 
-async fn coordinator(dir: &std::path::Path, initial_delay_ms: u64) -> Arc<GroupCoordinator> {
+pub(super) async fn coordinator(
+    dir: &std::path::Path,
+    initial_delay_ms: u64,
+) -> Arc<GroupCoordinator> {
     let store = OffsetStore::open(open_log(dir, 1 << 20), 1 << 20)
         .await
         .unwrap();
@@ -142,7 +148,10 @@ async fn members_join_sync_and_heartbeat() {
     assert_eq!(leader.generation_id, 1);
     assert_eq!(leader.protocol_name.as_deref(), Some("range"));
     let summary = groups.describe("g").await.unwrap();
-    assert_eq!(summary.state, GroupState::Stable);
+    assert_eq!(summary.state(), "Stable");
+    let GroupDescription::Classic(summary) = summary else {
+        panic!("not a classic group");
+    };
     assert_eq!(summary.members.len(), 2);
     for member in [&leader, &follower] {
         let error = groups
@@ -315,7 +324,7 @@ async fn leaving_members_trigger_a_rebalance_and_the_last_one_empties_the_group(
         )
         .await;
     assert_eq!(left, vec![None, Some(ResponseError::UnknownMemberId)]);
-    assert_eq!(groups.describe("g").await.unwrap().state, GroupState::Empty);
+    assert_eq!(groups.describe("g").await.unwrap().state(), "Empty");
     assert_eq!(groups.delete("g").await, Ok(()));
     assert!(groups.describe("g").await.is_none());
     assert_eq!(
@@ -376,10 +385,7 @@ async fn a_static_member_returns_to_its_assignment_without_a_rebalance() {
             .await,
         None
     );
-    assert_eq!(
-        groups.describe("g").await.unwrap().state,
-        GroupState::Stable
-    );
+    assert_eq!(groups.describe("g").await.unwrap().state(), "Stable");
 }
 
 fn commit_entry(group: &str, partition: i32, offset: i64) -> (OffsetKey, Option<OffsetValue>) {

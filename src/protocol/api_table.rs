@@ -3,9 +3,10 @@
 //! versions `kafka-protocol` can really decode), minimums from Kafka 4.x.
 
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
-    DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest,
-    FetchRequest, FindCoordinatorRequest, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest,
+    ApiKey, ApiVersionsRequest, ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest,
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteTopicsRequest,
+    DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest,
+    FindCoordinatorRequest, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest,
     ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
     OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, SyncGroupRequest,
 };
@@ -79,6 +80,16 @@ pub const APIS: &[ApiRange] = &[
         0,
         DescribeClusterRequest::VERSIONS.max,
     ),
+    api(
+        ApiKey::ConsumerGroupHeartbeat,
+        0,
+        ConsumerGroupHeartbeatRequest::VERSIONS.max,
+    ),
+    api(
+        ApiKey::ConsumerGroupDescribe,
+        0,
+        ConsumerGroupDescribeRequest::VERSIONS.max,
+    ),
 ];
 
 pub fn lookup(key: ApiKey) -> Option<&'static ApiRange> {
@@ -108,7 +119,7 @@ mod tests {
         assert_eq!(lookup(ApiKey::OffsetCommit).unwrap().max, 9);
         assert_eq!(lookup(ApiKey::OffsetFetch).unwrap().max, 9);
         assert!(!is_served(ApiKey::OffsetCommit, 1));
-        assert!(!is_served(ApiKey::ConsumerGroupHeartbeat, 0));
+        assert!(is_served(ApiKey::ConsumerGroupHeartbeat, 1));
         for api in APIS {
             assert!(
                 api.min <= api.min_served && api.min_served <= api.max,

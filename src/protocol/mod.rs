@@ -168,6 +168,15 @@ pub async fn dispatch(broker: &Arc<Broker>, request: Request, peer: SocketAddr) 
             let response = handlers::offset_delete::handle(&broker, body).await;
             Some(ResponseKind::OffsetDelete(response).into())
         }),
+        RequestKind::ConsumerGroupHeartbeat(body) => Box::pin(async move {
+            let response =
+                handlers::consumer_group_heartbeat::handle(&broker, version, body, &client).await;
+            Some(ResponseKind::ConsumerGroupHeartbeat(response).into())
+        }),
+        RequestKind::ConsumerGroupDescribe(body) => Box::pin(async move {
+            let response = handlers::consumer_group_describe::handle(&broker, version, body).await;
+            Some(ResponseKind::ConsumerGroupDescribe(response).into())
+        }),
         // The codec only lets through keys in the API table, all matched above.
         other => {
             tracing::error!(api = ?std::mem::discriminant(&other), "request without a handler");

@@ -6,6 +6,7 @@ use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 
 use super::{message, str_bytes};
 use crate::broker::Broker;
+use crate::group::actor::GroupDescription;
 use crate::group::messages::GroupState;
 
 /// READ, DELETE and DESCRIBE (Kafka's AclOperation codes 3, 6, 8): what anyone may do here.
@@ -27,7 +28,7 @@ pub async fn handle(
             OPERATIONS_NOT_REQUESTED
         };
         match broker.groups.describe(&group_id).await {
-            Some(summary) => {
+            Some(GroupDescription::Classic(summary)) => {
                 group.group_state = str_bytes(summary.state.as_str().to_string());
                 group.protocol_type = str_bytes(summary.protocol_type);
                 group.protocol_data = str_bytes(summary.protocol_name);
@@ -48,12 +49,16 @@ pub async fn handle(
                     })
                     .collect();
             }
-            None => {
-                // Before v6 an unknown group is described as Dead without an error.
+            // As Kafka: a consumer group (KIP-848) is not described by this API, only by
+            // ConsumerGroupDescribe. Before v6 a missing group is described as Dead.
+            found => {
                 group.group_state = str_bytes(GroupState::Dead.as_str().to_string());
                 if version >= 6 {
                     group.error_code = ResponseError::GroupIdNotFound.code();
-                    group.error_message = message(format!("group {} not found", &*group_id));
+                    group.error_message = message(match found {
+                        Some(_) => format!("group {} is not a classic group", &*group_id),
+                        None => format!("group {} not found", &*group_id),
+                    });
                 }
             }
         }

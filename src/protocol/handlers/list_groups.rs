@@ -1,13 +1,10 @@
-//! ListGroups (v0-5): every group, filtered by state (v4+) and type (v5+).
+//! ListGroups (v0-5): every group, filtered by state (v4+) and type (v5+: classic or consumer).
 
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 
 use super::str_bytes;
 use crate::broker::Broker;
-
-/// The group type of every group this broker has today (KIP-848 groups are "consumer").
-const CLASSIC: &str = "classic";
 
 pub async fn handle(
     broker: &Broker,
@@ -25,22 +22,23 @@ pub async fn handle(
         .map(|t| t.to_ascii_lowercase())
         .collect();
     let mut response = ListGroupsResponse::default();
-    for (id, summary) in broker.groups.list().await {
-        let state = summary.state.as_str();
+    for (id, description) in broker.groups.list().await {
+        let state = description.state();
+        let group_type = description.group_type();
         if !states.is_empty() && !states.contains(&state.to_ascii_lowercase()) {
             continue;
         }
-        if !types.is_empty() && !types.iter().any(|t| t == CLASSIC) {
+        if !types.is_empty() && !types.iter().any(|t| t == group_type) {
             continue;
         }
         let mut group = ListedGroup::default();
         group.group_id = GroupId(str_bytes(id));
-        group.protocol_type = str_bytes(summary.protocol_type);
+        group.protocol_type = str_bytes(description.protocol_type());
         if version >= 4 {
             group.group_state = str_bytes(state.to_string());
         }
         if version >= 5 {
-            group.group_type = str_bytes(CLASSIC.to_string());
+            group.group_type = str_bytes(group_type.to_string());
         }
         response.groups.push(group);
     }

@@ -1,6 +1,8 @@
 //! One handler per Kafka API, each a pure function of the broker state and the request.
 
 pub mod api_versions;
+pub mod consumer_group_describe;
+pub mod consumer_group_heartbeat;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;

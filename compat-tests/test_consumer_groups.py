@@ -177,23 +177,33 @@ def share_through_rebalances(client: str, bootstrap: str, topic: str, tmp_path: 
     helpers.create_topic(bootstrap, topic, PARTITIONS)
     load = Load(bootstrap, topic)
     members = [Member(client, bootstrap, topic, group, tmp_path) for _ in range(3)]
+    timings = {}
     try:
         # Three members share six partitions.
+        started = time.monotonic()
         wait_shared(members, PARTITIONS)
+        timings["3 members formed"] = time.monotonic() - started
         # A fourth joins: the group rebalances over four.
+        started = time.monotonic()
         members.append(Member(client, bootstrap, topic, group, tmp_path))
         wait_shared(members, PARTITIONS)
+        timings["4th joined"] = time.monotonic() - started
         # One leaves cleanly (LeaveGroup): three remain.
         leaving = members.pop(0)
+        started = time.monotonic()
         leaving.terminate()
         wait_shared(members, PARTITIONS)
+        timings["one left"] = time.monotonic() - started
         # One crashes: it is evicted after its 6 s session timeout, two remain.
         crashed = members.pop(0)
-        killed_at = time.monotonic()
+        started = time.monotonic()
         crashed.kill()
         wait_shared(members, PARTITIONS, timeout=60)
-        assert time.monotonic() - killed_at < 45
+        timings["one killed, evicted"] = time.monotonic() - started
+        assert timings["one killed, evicted"] < 45
         produced = load.stop()
+        print(f"{client}: " + ", ".join(f"{k} in {v:.1f} s" for k, v in timings.items())
+              + f"; {len(produced)} records produced meanwhile")
         # Every acknowledged record is consumed at least once...
         everyone = members + [leaving, crashed]
         deadline = time.monotonic() + 60

@@ -44,6 +44,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--no-kafka", action="store_true", help="skip Apache Kafka (Weir only)")
     ap.add_argument("--no-rdkafka", action="store_true", help="skip librdkafka's rdkafka_performance")
     ap.add_argument("--sessions", help="comma-separated subset of sessions, e.g. weir-fsync,kafka")
+    ap.add_argument("--only", help="comma-separated workload keys or key prefixes to run, "
+                                   "e.g. produce.acksall (the report covers only those)")
     ap.add_argument("--report-only", metavar="JSON", help="only render the report from a results JSON")
     a = ap.parse_args(argv)
     a.mode = "smoke" if a.smoke else "quick" if a.quick else "full"
@@ -133,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     shutil.copy2(st.weir_bin, weir_bin)
 
     plan = Plan(mode=args.mode, **PLANS[args.mode])
+    if args.only:
+        plan.only = tuple(args.only.split(","))
     if args.reps:
         plan.reps = args.reps
     plan.drop_caches = args.drop_caches

@@ -183,7 +183,8 @@ def watermarks(bootstrap: str, topic: str, partition: int) -> tuple[int, int]:
 
 def kp_producer(bootstrap: str, **conf):
     from kafka import KafkaProducer
-    base = dict(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False,
+    # kafka-python 3.x's default: idempotent with acks=all.
+    base = dict(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
                 linger_ms=5, batch_size=64 * 1024, request_timeout_ms=30000)
     base.update(conf)
     return KafkaProducer(**base)

@@ -15,7 +15,7 @@ use crate::group::messages::GroupLimits;
 use crate::group::offsets::OffsetStore;
 use crate::log::manager::{LogManager, RecoverySummary, Topic, TopicError};
 use crate::log::partition::PartitionOptions;
-use crate::metadata::{MetadataError, NodeIdentity};
+use crate::metadata::{MetadataError, NodeIdentity, ProducerIdAllocator};
 use crate::shutdown::Shutdown;
 
 #[derive(Debug, Error)]
@@ -42,6 +42,7 @@ pub struct Broker {
     pub identity: NodeIdentity,
     pub logs: Arc<LogManager>,
     pub groups: Arc<GroupCoordinator>,
+    pub producer_ids: Arc<ProducerIdAllocator>,
     pub shutdown: Shutdown,
     /// Bytes of request frames read but not yet dispatched, over all connections.
     pub request_budget: Arc<Semaphore>,
@@ -89,11 +90,14 @@ impl Broker {
         let logs = Arc::new(logs);
         let shutdown = Shutdown::new();
         let groups = open_groups(&config, &logs, &shutdown).await?;
+        // After the log manager: it creates `__weir_meta`.
+        let producer_ids = Arc::new(ProducerIdAllocator::open(&config.data_dir)?);
         let broker = Arc::new(Broker {
             config,
             identity,
             logs,
             groups,
+            producer_ids,
             shutdown,
             request_budget,
             fetch_budget,

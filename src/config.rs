@@ -116,6 +116,7 @@ pub struct Config {
     pub log_message_timestamp_type: TimestampType,
     pub log_cleanup_policy: String,
     pub log_retention_check_interval_ms: u64,
+    pub producer_id_expiration_ms: i64,
     pub group_min_session_timeout_ms: u64,
     pub group_max_session_timeout_ms: u64,
     pub group_initial_rebalance_delay_ms: u64,
@@ -247,6 +248,11 @@ impl Config {
             "log_retention_check_interval_ms",
             self.log_retention_check_interval_ms,
             100,
+        )?;
+        at_least(
+            "producer_id_expiration_ms",
+            self.producer_id_expiration_ms,
+            1000,
         )?;
         at_least(
             "group_max_session_timeout_ms",

@@ -19,7 +19,7 @@ use super::offset_log::{
 use crate::log::LogError;
 use crate::log::batch::{BatchHeader, ValidatedBatch, verify_batch};
 use crate::log::commit::{AckLevel, StorageFailure};
-use crate::log::partition::Partition;
+use crate::log::partition::{Appended, Partition};
 
 /// Records per batch when the whole live set is rewritten.
 const SNAPSHOT_BATCH_RECORDS: usize = 2048;
@@ -132,12 +132,18 @@ impl OffsetStore {
     ) -> Result<i64, OffsetError> {
         let bytes = encode_batch(entries, crate::log::now_ms())?;
         let header = verify_batch(&bytes).map_err(|e| OffsetRecordError::Encode(e.to_string()))?;
-        let (append, _) = self
+        match self
             .log
             .append(vec![ValidatedBatch { header, bytes }])
-            .await?;
-        append.wait(AckLevel::Committed).await?;
-        Ok(append.base_offset)
+            .await?
+        {
+            Appended::New { append, .. } => {
+                append.wait(AckLevel::Committed).await?;
+                Ok(append.base_offset)
+            }
+            // Offset records carry no producer id, so they are never deduplicated.
+            Appended::Duplicate { base_offset, .. } => Ok(base_offset),
+        }
     }
 
     fn apply(&self, log_offset: i64, key: OffsetKey, value: Option<OffsetValue>) {

@@ -465,13 +465,23 @@ impl LogManager {
         Ok(topic.id)
     }
 
-    /// Runs retention over every partition; returns bytes deleted.
+    /// Runs retention over every partition; returns bytes deleted. Idle idempotent
+    /// producers' state is dropped on the same pass.
     pub fn enforce_retention(&self) -> u64 {
-        self.topics()
-            .iter()
-            .flat_map(|t| t.partitions())
-            .map(|p| p.enforce_retention())
-            .sum()
+        let cutoff = now_ms() - self.config.producer_id_expiration_ms;
+        let mut expired = 0;
+        let mut deleted = 0;
+        for partition in self.topics().iter().flat_map(|t| t.partitions()) {
+            deleted += partition.enforce_retention();
+            expired += partition.expire_producers(cutoff);
+        }
+        if expired > 0 {
+            info!(
+                producers = expired,
+                "expired idle idempotent producers' state"
+            );
+        }
+        deleted
     }
 
     /// Drains and fsyncs every writer, then writes the clean-shutdown marker.

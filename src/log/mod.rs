@@ -6,6 +6,7 @@
 //! - `commit.rs`: persistence flags and the commit step that advances the high watermark.
 //! - `writer.rs`: the per-partition background writer (group commit).
 //! - `partition.rs`: offset assignment, reads bounded by the high watermark, retention.
+//! - `producer_state.rs`: idempotent producers' epochs and sequences (deduplication).
 //! - `manager.rs`: the topics of this broker, their creation, deletion and recovery.
 //! - `topic_config.rs`: topic-level configs under Kafka's names.
 
@@ -14,6 +15,7 @@ pub mod commit;
 pub mod index;
 pub mod manager;
 pub mod partition;
+pub mod producer_state;
 pub mod records;
 pub mod segment;
 pub mod topic_config;
@@ -35,6 +37,8 @@ pub enum LogError {
     Closed,
     #[error("offset out of range")]
     OffsetOutOfRange,
+    #[error(transparent)]
+    Sequence(#[from] producer_state::SequenceError),
 }
 
 impl LogError {
@@ -44,6 +48,7 @@ impl LogError {
             LogError::Io { .. } | LogError::Poisoned => ResponseError::KafkaStorageError.code(),
             LogError::Closed => ResponseError::UnknownTopicOrPartition.code(),
             LogError::OffsetOutOfRange => ResponseError::OffsetOutOfRange.code(),
+            LogError::Sequence(e) => e.error_code(),
         }
     }
 }

@@ -13,6 +13,9 @@ use tracing::{error, info, warn};
 
 use super::batch::{ValidatedBatch, patched_prefix, with_log_append_time};
 use super::commit::{CommitQueue, PendingAppend, Persistence};
+use super::producer_state::{
+    ProducerBatch, ProducerStates, SequenceCheck, SequenceError, add_sequence,
+};
 use super::segment::{AppendBatch, RecoveryReport, Segment, SegmentRead, parse_segment_file_name};
 use super::topic_config::TopicConfig;
 use super::writer::{self, WriteRequest, WriterCommand, WriterHandle};
@@ -155,6 +158,22 @@ struct Sequencer {
     next_offset: i64,
     /// `None` once the partition is closed (shutdown or deleted).
     writer: Option<WriterHandle>,
+    /// Idempotent producers' sequences: checked and updated with the offsets they get.
+    producers: ProducerStates,
+}
+
+/// What `Partition::append` did with a produce request's batches.
+#[derive(Debug)]
+pub enum Appended {
+    /// Offsets assigned and queued; the append resolves as it is persisted.
+    New {
+        append: Arc<PendingAppend>,
+        /// -1 for CreateTime topics.
+        log_append_time: i64,
+    },
+    /// An idempotent producer's retry of a batch already written: nothing new is written and
+    /// the producer is answered with the original offsets.
+    Duplicate { base_offset: i64, last_offset: i64 },
 }
 
 /// What a fetch got from a partition.
@@ -225,12 +244,14 @@ impl Partition {
         let interval = config.index_interval_bytes.max(0) as usize;
         let now = now_ms();
         let mut segments = BTreeMap::new();
+        let mut producers = ProducerStates::default();
         let last = bases.len().checked_sub(1);
         for (i, base) in bases.iter().enumerate() {
             let is_last = Some(i) == last;
             let (segment, report) =
                 Segment::open(dir, *base, interval, verify && is_last, now).map_err(io)?;
             log_recovery(&name, *base, &report);
+            producers.extend(report.producers);
             segments.insert(*base, Arc::new(segment));
         }
         if segments.is_empty() {
@@ -265,6 +286,7 @@ impl Partition {
             sequencer: Mutex::new(Sequencer {
                 next_offset,
                 writer: Some(options.writer.clone()),
+                producers,
             }),
             options,
         }))
@@ -287,11 +309,9 @@ impl Partition {
     }
 
     /// Assigns offsets to validated batches and queues them for the writer. The returned
-    /// append resolves as the writer persists it; `log_append_time` is -1 for CreateTime.
-    pub async fn append(
-        &self,
-        batches: Vec<ValidatedBatch>,
-    ) -> Result<(Arc<PendingAppend>, i64), LogError> {
+    /// append resolves as the writer persists it. Batches of idempotent producers are checked
+    /// against their sequences first, under the same lock that assigns offsets.
+    pub async fn append(&self, batches: Vec<ValidatedBatch>) -> Result<Appended, LogError> {
         if self.log.is_poisoned() {
             return Err(LogError::Poisoned);
         }
@@ -313,6 +333,30 @@ impl Partition {
         let Some(writer) = sequencer.writer.clone() else {
             return Err(LogError::Closed);
         };
+        for batch in &batches {
+            let header = &batch.header;
+            if header.producer_id < 0 {
+                continue;
+            }
+            if header.is_transactional() {
+                return Err(SequenceError::Transactional.into());
+            }
+            let last_seq = add_sequence(header.base_sequence, header.last_offset_delta);
+            match sequencer.producers.check(
+                header.producer_id,
+                header.producer_epoch,
+                header.base_sequence,
+                last_seq,
+            )? {
+                SequenceCheck::Append => {}
+                SequenceCheck::Duplicate(written) => {
+                    return Ok(Appended::Duplicate {
+                        base_offset: written.base_offset,
+                        last_offset: written.last_offset,
+                    });
+                }
+            }
+        }
         let base_offset = sequencer.next_offset;
         let mut next = base_offset;
         let mut planned = Vec::with_capacity(batches.len());
@@ -328,6 +372,9 @@ impl Partition {
             } else {
                 batch.header.max_timestamp
             };
+            if let Some(producer) = ProducerBatch::from_header(&batch.header, next, now_ms()) {
+                sequencer.producers.record(producer);
+            }
             planned.push(AppendBatch {
                 prefix: patched_prefix(&bytes, next, LEADER_EPOCH),
                 bytes,
@@ -355,7 +402,10 @@ impl Partition {
                 // The writer thread is only gone at shutdown, when `close` syncs anyway.
                 let _ = writer.send(&self.log, WriterCommand::Dirty);
             }
-            return Ok((append, log_append_time));
+            return Ok(Appended::New {
+                append,
+                log_append_time,
+            });
         }
         if writer
             .send(&self.log, WriterCommand::Append(request))
@@ -366,7 +416,15 @@ impl Partition {
             return Err(LogError::Closed);
         }
         sequencer.next_offset = next;
-        Ok((append, log_append_time))
+        Ok(Appended::New {
+            append,
+            log_append_time,
+        })
+    }
+
+    /// Forgets idempotent producers idle since before `cutoff_ms`; returns how many.
+    pub fn expire_producers(&self, cutoff_ms: i64) -> usize {
+        self.sequencer().producers.expire(cutoff_ms)
     }
 
     pub fn watermarks(&self) -> Watermarks {

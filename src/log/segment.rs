@@ -14,6 +14,7 @@ use tracing::warn;
 
 use super::batch::{BATCH_HEADER_LEN, BatchHeader, verify_batch};
 use super::index::{IndexKind, SparseIndex};
+use super::producer_state::{ProducerBatch, ProducerStates};
 
 /// Bytes of a batch header needed to know its offsets: up to and including lastOffsetDelta.
 const EXTENT_LEN: usize = 27;
@@ -69,11 +70,13 @@ pub struct Segment {
 }
 
 /// What recovery found in a segment file.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct RecoveryReport {
     pub valid_bytes: u64,
     pub truncated_bytes: u64,
     pub batches: u64,
+    /// Idempotent producers' last batches in this segment, from the headers the scan read.
+    pub producers: ProducerStates,
 }
 
 impl Segment {
@@ -171,6 +174,11 @@ impl Segment {
                 && header.base_offset <= prev.last_offset
             {
                 break;
+            }
+            if let Some(batch) =
+                ProducerBatch::from_header(&header, header.base_offset, header.max_timestamp)
+            {
+                report.producers.record(batch);
             }
             extents.push((
                 BatchExtent {

@@ -1,11 +1,14 @@
-//! Durable cluster metadata of this node: its identity (`meta.properties`) and the topic
-//! catalogue (`__weir_meta/topics.json`). This is the seam where a replicated controller
+//! Durable cluster metadata of this node: its identity (`meta.properties`), the topic
+//! catalogue (`__weir_meta/topics.json`) and the producer ids handed out
+//! (`__weir_meta/producer_ids.json`). This is the seam where a replicated controller
 //! will later take over: the rest of the broker only sees `NodeIdentity` and `TopicRecord`s.
 
 mod identity;
+mod producer_ids;
 mod topics;
 
 pub use identity::NodeIdentity;
+pub use producer_ids::ProducerIdAllocator;
 pub use topics::{TopicRecord, TopicStore};
 
 use thiserror::Error;

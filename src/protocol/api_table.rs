@@ -6,8 +6,8 @@ use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest,
     CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteTopicsRequest,
     DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest,
-    FindCoordinatorRequest, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest,
-    ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    FindCoordinatorRequest, HeartbeatRequest, InitProducerIdRequest, JoinGroupRequest,
+    LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
     OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, SyncGroupRequest,
 };
 use kafka_protocol::protocol::Message;
@@ -73,6 +73,12 @@ pub const APIS: &[ApiRange] = &[
         0,
         CreatePartitionsRequest::VERSIONS.max,
     ),
+    // The crate decodes up to v5 although ApiKey::valid_versions() says 6.
+    api(
+        ApiKey::InitProducerId,
+        0,
+        InitProducerIdRequest::VERSIONS.max,
+    ),
     api(ApiKey::DeleteGroups, 0, DeleteGroupsRequest::VERSIONS.max),
     api(ApiKey::OffsetDelete, 0, OffsetDeleteRequest::VERSIONS.max),
     api(
@@ -120,6 +126,7 @@ mod tests {
         assert_eq!(lookup(ApiKey::OffsetFetch).unwrap().max, 9);
         assert!(!is_served(ApiKey::OffsetCommit, 1));
         assert!(is_served(ApiKey::ConsumerGroupHeartbeat, 1));
+        assert_eq!(lookup(ApiKey::InitProducerId).unwrap().max, 5);
         for api in APIS {
             assert!(
                 api.min <= api.min_served && api.min_served <= api.max,

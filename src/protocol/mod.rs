@@ -127,6 +127,10 @@ pub async fn dispatch(broker: &Arc<Broker>, request: Request, peer: SocketAddr) 
         RequestKind::DescribeCluster(body) => ready(ResponseKind::DescribeCluster(
             handlers::describe_cluster::handle(&broker, body),
         )),
+        RequestKind::InitProducerId(body) => Box::pin(async move {
+            let response = handlers::init_producer_id::handle(&broker, body).await;
+            Some(ResponseKind::InitProducerId(response).into())
+        }),
         // Group requests may wait for a rebalance: they run entirely in the second stage.
         RequestKind::JoinGroup(body) => Box::pin(async move {
             let response = handlers::join_group::handle(&broker, version, body, &client).await;

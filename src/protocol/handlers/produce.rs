@@ -18,6 +18,7 @@ use crate::broker::Broker;
 use crate::log::batch::validate_produce_records;
 use crate::log::commit::{AckLevel, PendingAppend};
 use crate::log::manager::Topic;
+use crate::log::partition::{Appended, Partition};
 use crate::log::topic_config::CleanupPolicy;
 use crate::protocol::{Reply, ResponseFuture};
 
@@ -28,6 +29,13 @@ enum Outcome {
         append: Arc<PendingAppend>,
         log_append_time: i64,
         log_start_offset: i64,
+    },
+    /// An idempotent producer's retry: answered with the original offsets once the high
+    /// watermark covers them (the original may still be on its way to disk).
+    Duplicate {
+        partition: Arc<Partition>,
+        base_offset: i64,
+        last_offset: i64,
     },
 }
 
@@ -152,11 +160,26 @@ async fn append_partition(topic: &Topic, data: PartitionProduceData) -> Outcome 
         }
     };
     match partition.append(batches).await {
-        Ok((append, log_append_time)) => Outcome::Appended {
+        Ok(Appended::New {
+            append,
+            log_append_time,
+        }) => Outcome::Appended {
             append,
             log_append_time,
             log_start_offset: partition.watermarks().log_start_offset,
         },
+        Ok(Appended::Duplicate {
+            base_offset,
+            last_offset,
+        }) => {
+            debug!(topic = %topic.name, partition = data.index, base_offset,
+                "duplicate batch of an idempotent producer: answered with its original offsets");
+            Outcome::Duplicate {
+                partition,
+                base_offset,
+                last_offset,
+            }
+        }
         Err(e) => Outcome::Failed(e.error_code(), Some(e.to_string())),
     }
 }
@@ -168,6 +191,30 @@ async fn complete(
 ) -> PartitionProduceResponse {
     match slot.outcome {
         Outcome::Failed(code, message) => partition_response(slot.index, code, message),
+        Outcome::Duplicate {
+            partition,
+            base_offset,
+            last_offset,
+        } => {
+            let mut committed = partition.subscribe();
+            let covered = tokio::time::timeout_at(
+                deadline,
+                committed.wait_for(|high_watermark| *high_watermark > last_offset),
+            )
+            .await;
+            let code = match covered {
+                Ok(Ok(_)) => 0,
+                // The partition closed, or poisoned before the original was persisted.
+                Ok(Err(_)) => ResponseError::KafkaStorageError.code(),
+                Err(_) => ResponseError::RequestTimedOut.code(),
+            };
+            let mut response = partition_response(slot.index, code, None);
+            if code == 0 {
+                response.base_offset = base_offset;
+                response.log_start_offset = partition.watermarks().log_start_offset;
+            }
+            response
+        }
         Outcome::Appended {
             append,
             log_append_time,

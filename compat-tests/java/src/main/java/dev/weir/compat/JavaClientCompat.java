@@ -354,8 +354,8 @@ public final class JavaClientCompat {
         p.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
         p.put(ProducerConfig.ACKS_CONFIG, acks);
         p.put(ProducerConfig.COMPRESSION_TYPE_CONFIG, compression);
-        // Weir has no InitProducerId yet; the 4.x default is idempotence=true.
-        p.put(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, "false");
+        // The 4.x default (idempotence on for acks=all) is kept: --prop enable.idempotence=false
+        // turns it off.
         p.put(ProducerConfig.LINGER_MS_CONFIG, a.get("linger-ms", "5"));
         p.put(ProducerConfig.BATCH_SIZE_CONFIG, a.get("batch-size", "16384"));
         p.put(ProducerConfig.MAX_IN_FLIGHT_REQUESTS_PER_CONNECTION, a.get("max-in-flight", "5"));

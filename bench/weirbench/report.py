@@ -389,9 +389,9 @@ class Report:
                  "during (d) the rdkafka producer keeps one core busy; both brokers suffer it equally.",
                  "- Kafka's tools report latency in whole milliseconds (EndToEndLatency truncates); "
                  "rdkafka's latency numbers are per-record µs.",
-                 "- The producers run with `enable.idempotence=false` against both brokers (Weir "
-                 "has no InitProducerId yet); ConsumerPerformance needs consumer groups and is "
-                 "skipped where the broker does not serve JoinGroup.",
+                 "- The Java producers run with the client's defaults against both brokers "
+                 "(idempotent when acks=all); ConsumerPerformance and EndToEndLatency use "
+                 "consumer groups, which both brokers serve.",
                  "- Cold-ish means a restarted broker process, not an empty page cache, unless "
                  "the run used --drop-caches; on this VM the backlog fits in RAM.",
                  "- Loopback TCP and a virtual disk: no NIC, no replication; the physical limits "

@@ -13,11 +13,10 @@ from pathlib import Path
 
 from . import parsers, procs
 
-# Same client settings against both brokers. Idempotence is off because Weir does not serve
-# InitProducerId yet (docs/compatibility.md); Kafka's default linger.ms (5) and batch.size
-# (16 KiB) stay. rdkafka_performance forces linger.ms=1000 unless told otherwise, so it gets
-# librdkafka's own default back.
-JAVA_PRODUCER_PROPS = ["enable.idempotence=false"]
+# Same client settings against both brokers: the Java client's defaults (idempotent with
+# acks=all, linger.ms 5, batch.size 16 KiB). rdkafka_performance forces linger.ms=1000 unless
+# told otherwise, so it gets librdkafka's own default back.
+JAVA_PRODUCER_PROPS: list[str] = []
 RDKAFKA_PRODUCER_CONF = ["-X", "linger.ms=5"]
 TOOL_HEAP = ["-Xmx512M"]  # what kafka-producer-perf-test.sh / kafka-consumer-perf-test.sh use
 

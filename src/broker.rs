@@ -160,20 +160,12 @@ impl Broker {
     }
 
     fn spawn_retention(self: &Arc<Self>) {
-        let broker = Arc::downgrade(self);
         let period = std::time::Duration::from_millis(self.config.log_retention_check_interval_ms);
-        let shutdown = self.shutdown.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(period);
-            tick.tick().await;
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = shutdown.cancelled() => return,
-                }
-                let Some(broker) = broker.upgrade() else {
-                    return;
-                };
+        crate::shutdown::spawn_periodic(
+            Arc::downgrade(self),
+            period,
+            self.shutdown.clone(),
+            |broker: Arc<Broker>| async move {
                 let logs = broker.logs.clone();
                 let deleted = tokio::task::spawn_blocking(move || logs.enforce_retention())
                     .await
@@ -181,8 +173,8 @@ impl Broker {
                 if deleted > 0 {
                     info!(bytes = deleted, "retention deleted old segments");
                 }
-            }
-        });
+            },
+        );
     }
 }
 

@@ -44,3 +44,31 @@ impl Shutdown {
             .is_ok()
     }
 }
+
+/// Runs `tick` every `period` (the first time one period after the start) until shutdown,
+/// or until `owner` is gone. For housekeeping such as retention and offset expiry.
+pub fn spawn_periodic<T, F, Fut>(
+    owner: std::sync::Weak<T>,
+    period: Duration,
+    shutdown: Shutdown,
+    tick: F,
+) where
+    T: Send + Sync + 'static,
+    F: Fn(std::sync::Arc<T>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(period);
+        interval.tick().await;
+        loop {
+            tokio::select! {
+                _ = interval.tick() => {}
+                _ = shutdown.cancelled() => return,
+            }
+            let Some(owner) = owner.upgrade() else {
+                return;
+            };
+            tick(owner).await;
+        }
+    });
+}

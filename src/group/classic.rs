@@ -495,12 +495,7 @@ impl ClassicGroup {
         let was_empty = self.state == GroupState::Empty;
         self.state = GroupState::PreparingRebalance;
         self.pending_sync.clear();
-        let timeout = self
-            .members
-            .values()
-            .map(|m| m.rebalance_timeout)
-            .max()
-            .unwrap_or_default();
+        let timeout = self.rebalance_timeout();
         if was_empty && !self.limits.initial_delay.is_zero() {
             let limit = now + timeout;
             self.initial_delay_limit = Some(limit);
@@ -510,6 +505,15 @@ impl ClassicGroup {
             self.rebalance_deadline = Some(now + timeout);
         }
         self.maybe_complete_join(now);
+    }
+
+    /// How long a join or sync phase may take: the longest rebalance timeout of the members.
+    fn rebalance_timeout(&self) -> Duration {
+        self.members
+            .values()
+            .map(|m| m.rebalance_timeout)
+            .max()
+            .unwrap_or_default()
     }
 
     /// Completes the join phase once every known member has rejoined (never during the
@@ -555,13 +559,7 @@ impl ClassicGroup {
         }
         self.state = GroupState::CompletingRebalance;
         self.pending_sync = self.members.keys().cloned().collect();
-        let sync_timeout = self
-            .members
-            .values()
-            .map(|m| m.rebalance_timeout)
-            .max()
-            .unwrap_or_default();
-        self.rebalance_deadline = Some(now + sync_timeout);
+        self.rebalance_deadline = Some(now + self.rebalance_timeout());
         let ids: Vec<String> = self.members.keys().cloned().collect();
         for id in ids {
             let is_leader = self.leader.as_deref() == Some(id.as_str());

@@ -319,22 +319,12 @@ impl GroupCoordinator {
 
     /// Runs `sweep` every `period` until shutdown.
     pub fn spawn_sweeper(self: &Arc<Self>, period: Duration) {
-        let coordinator = Arc::downgrade(self);
-        let shutdown = self.shutdown.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(period);
-            tick.tick().await;
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = shutdown.cancelled() => return,
-                }
-                let Some(coordinator) = coordinator.upgrade() else {
-                    return;
-                };
-                coordinator.sweep().await;
-            }
-        });
+        crate::shutdown::spawn_periodic(
+            Arc::downgrade(self),
+            period,
+            self.shutdown.clone(),
+            |coordinator: Arc<GroupCoordinator>| async move { coordinator.sweep().await },
+        );
     }
 }
 

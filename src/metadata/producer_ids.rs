@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use super::{MetadataError, TopicStore, write_atomically};
+use super::{MetadataError, TopicStore, read_json, write_atomically};
 
 /// Ids reserved by one durable write.
 const BLOCK: i64 = 1000;
@@ -33,23 +33,7 @@ pub struct ProducerIdAllocator {
 impl ProducerIdAllocator {
     pub fn open(data_dir: &Path) -> Result<ProducerIdAllocator, MetadataError> {
         let path = data_dir.join(TopicStore::DIR).join("producer_ids.json");
-        let reserved_until = match std::fs::read(&path) {
-            Ok(bytes) => {
-                let reserved: Reserved =
-                    serde_json::from_slice(&bytes).map_err(|e| MetadataError::Corrupt {
-                        path: path.display().to_string(),
-                        message: e.to_string(),
-                    })?;
-                reserved.reserved_until
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-            Err(source) => {
-                return Err(MetadataError::Io {
-                    context: format!("reading {}", path.display()),
-                    source,
-                });
-            }
-        };
+        let reserved_until = read_json::<Reserved>(&path)?.map_or(0, |r| r.reserved_until);
         Ok(ProducerIdAllocator {
             path,
             block: Mutex::new(Block {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{MetadataError, write_atomically};
+use super::{MetadataError, read_json, write_atomically};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicRecord {
@@ -41,27 +41,15 @@ impl TopicStore {
             source,
         })?;
         let path = dir.join("topics.json");
-        let topics = match std::fs::read(&path) {
-            Ok(bytes) => {
-                let catalogue: Catalogue =
-                    serde_json::from_slice(&bytes).map_err(|e| MetadataError::Corrupt {
-                        path: path.display().to_string(),
-                        message: e.to_string(),
-                    })?;
+        let topics = read_json::<Catalogue>(&path)?
+            .map(|catalogue| {
                 catalogue
                     .topics
                     .into_iter()
                     .map(|t| (t.name.clone(), t))
                     .collect()
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(source) => {
-                return Err(MetadataError::Io {
-                    context: format!("reading {}", path.display()),
-                    source,
-                });
-            }
-        };
+            })
+            .unwrap_or_default();
         Ok(TopicStore { path, topics })
     }
 

@@ -8,8 +8,10 @@ mod common;
 use bytes::Bytes;
 use common::{TestBroker, decode_records, encode};
 use kafka_protocol::ResponseError;
+use kafka_protocol::messages::describe_producers_request::TopicRequest;
 use kafka_protocol::messages::{
-    ApiKey, InitProducerIdRequest, InitProducerIdResponse, RequestKind, ResponseKind,
+    ApiKey, DescribeProducersRequest, InitProducerIdRequest, InitProducerIdResponse, RequestKind,
+    ResponseKind,
 };
 use kafka_protocol::records::{Compression, Record, TimestampType};
 
@@ -115,6 +117,33 @@ async fn retries_are_written_once_and_gaps_and_stale_epochs_refused() {
     assert_eq!(
         produce(&mut client, idempotent_batch(id, 1, 1, 1, "g")).await,
         (0, 6)
+    );
+    // DescribeProducers shows the producer's epoch and last sequence in the partition.
+    let mut describe = DescribeProducersRequest::default();
+    let mut topic = TopicRequest::default();
+    topic.name = common::topic_name("idem");
+    topic.partition_indexes = vec![0, 7];
+    describe.topics = vec![topic];
+    let ResponseKind::DescribeProducers(described) = client
+        .call(
+            ApiKey::DescribeProducers,
+            0,
+            RequestKind::DescribeProducers(describe),
+        )
+        .await
+    else {
+        panic!("not a DescribeProducers response");
+    };
+    let partitions = &described.topics[0].partitions;
+    let producer = partitions[0]
+        .active_producers
+        .iter()
+        .find(|p| p.producer_id.0 == id)
+        .expect("the producer is listed");
+    assert_eq!((producer.producer_epoch, producer.last_sequence), (1, 1));
+    assert_eq!(
+        partitions[1].error_code,
+        ResponseError::UnknownTopicOrPartition.code()
     );
     // Producer ids are never handed out twice, restart or not.
     let after = init_producer_id(&mut client, 4).await.producer_id.0;

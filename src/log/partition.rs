@@ -14,7 +14,7 @@ use tracing::{error, info, warn};
 use super::batch::{ValidatedBatch, patched_prefix, with_log_append_time};
 use super::commit::{CommitQueue, PendingAppend, Persistence};
 use super::producer_state::{
-    ProducerBatch, ProducerStates, SequenceCheck, SequenceError, add_sequence,
+    ActiveProducer, ProducerBatch, ProducerStates, SequenceCheck, SequenceError, add_sequence,
 };
 use super::segment::{AppendBatch, RecoveryReport, Segment, SegmentRead, parse_segment_file_name};
 use super::topic_config::TopicConfig;
@@ -420,6 +420,11 @@ impl Partition {
             append,
             log_append_time,
         })
+    }
+
+    /// The idempotent producers this partition knows (DescribeProducers).
+    pub fn active_producers(&self) -> Vec<ActiveProducer> {
+        self.sequencer().producers.active()
     }
 
     /// Forgets idempotent producers idle since before `cutoff_ms`; returns how many.

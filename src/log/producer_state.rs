@@ -76,6 +76,15 @@ impl SequenceError {
     }
 }
 
+/// One producer as operators see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActiveProducer {
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub last_sequence: i32,
+    pub last_timestamp_ms: i64,
+}
+
 /// What to do with an incoming batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SequenceCheck {
@@ -189,6 +198,24 @@ impl ProducerStates {
         before - self.producers.len()
     }
 
+    /// Every known producer, by id: what DescribeProducers shows.
+    pub fn active(&self) -> Vec<ActiveProducer> {
+        let mut producers: Vec<ActiveProducer> = self
+            .producers
+            .iter()
+            .filter_map(|(id, entry)| {
+                entry.batches.back().map(|last| ActiveProducer {
+                    producer_id: *id,
+                    epoch: entry.epoch,
+                    last_sequence: last.last_seq,
+                    last_timestamp_ms: entry.last_timestamp_ms,
+                })
+            })
+            .collect();
+        producers.sort_by_key(|p| p.producer_id);
+        producers
+    }
+
     pub fn len(&self) -> usize {
         self.producers.len()
     }
@@ -290,6 +317,15 @@ mod tests {
         let mut states = ProducerStates::default();
         states.record(batch(0, 0, 1, 0));
         assert_eq!(states.expire(500), 0);
+        assert_eq!(
+            states.active(),
+            vec![ActiveProducer {
+                producer_id: 7,
+                epoch: 0,
+                last_sequence: 0,
+                last_timestamp_ms: 1_000
+            }]
+        );
         assert_eq!(states.expire(2_000), 1);
         assert!(states.is_empty());
     }

@@ -5,10 +5,11 @@
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest,
     CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteTopicsRequest,
-    DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest,
-    FindCoordinatorRequest, HeartbeatRequest, InitProducerIdRequest, JoinGroupRequest,
-    LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
-    OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, SyncGroupRequest,
+    DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest,
+    DescribeProducersRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
+    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
+    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest,
+    OffsetFetchRequest, ProduceRequest, SyncGroupRequest,
 };
 use kafka_protocol::protocol::Message;
 
@@ -80,6 +81,11 @@ pub const APIS: &[ApiRange] = &[
         InitProducerIdRequest::VERSIONS.max,
     ),
     api(ApiKey::DeleteGroups, 0, DeleteGroupsRequest::VERSIONS.max),
+    api(
+        ApiKey::DescribeProducers,
+        0,
+        DescribeProducersRequest::VERSIONS.max,
+    ),
     api(ApiKey::OffsetDelete, 0, OffsetDeleteRequest::VERSIONS.max),
     api(
         ApiKey::DescribeCluster,

@@ -127,6 +127,9 @@ pub async fn dispatch(broker: &Arc<Broker>, request: Request, peer: SocketAddr) 
         RequestKind::DescribeCluster(body) => ready(ResponseKind::DescribeCluster(
             handlers::describe_cluster::handle(&broker, body),
         )),
+        RequestKind::DescribeProducers(body) => ready(ResponseKind::DescribeProducers(
+            handlers::describe_producers::handle(&broker, body),
+        )),
         RequestKind::InitProducerId(body) => Box::pin(async move {
             let response = handlers::init_producer_id::handle(&broker, body).await;
             Some(ResponseKind::InitProducerId(response).into())

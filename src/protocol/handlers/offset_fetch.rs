@@ -14,6 +14,31 @@ use crate::broker::Broker;
 /// One partition's answer: offset, leader epoch, metadata.
 type Fetched = (i32, i64, i32, String);
 
+/// The v8+ and the older response carry the same fields in twin structs.
+macro_rules! response_topics {
+    ($topics:expr, $topic:ty, $partition:ty) => {
+        $topics
+            .into_iter()
+            .map(|(name, partitions)| {
+                let mut topic = <$topic>::default();
+                topic.name = TopicName(str_bytes(name));
+                topic.partitions = partitions
+                    .into_iter()
+                    .map(|(index, offset, epoch, metadata)| {
+                        let mut p = <$partition>::default();
+                        p.partition_index = index;
+                        p.committed_offset = offset;
+                        p.committed_leader_epoch = epoch;
+                        p.metadata = Some(str_bytes(metadata));
+                        p
+                    })
+                    .collect();
+                topic
+            })
+            .collect()
+    };
+}
+
 pub async fn handle(
     broker: &Broker,
     version: i16,
@@ -31,25 +56,11 @@ pub async fn handle(
             let mut entry = OffsetFetchResponseGroup::default();
             match lookup(broker, &group.group_id, requested) {
                 Ok(topics) => {
-                    entry.topics = topics
-                        .into_iter()
-                        .map(|(name, partitions)| {
-                            let mut topic = OffsetFetchResponseTopics::default();
-                            topic.name = TopicName(str_bytes(name));
-                            topic.partitions = partitions
-                                .into_iter()
-                                .map(|(index, offset, epoch, metadata)| {
-                                    let mut p = OffsetFetchResponsePartitions::default();
-                                    p.partition_index = index;
-                                    p.committed_offset = offset;
-                                    p.committed_leader_epoch = epoch;
-                                    p.metadata = Some(str_bytes(metadata));
-                                    p
-                                })
-                                .collect();
-                            topic
-                        })
-                        .collect();
+                    entry.topics = response_topics!(
+                        topics,
+                        OffsetFetchResponseTopics,
+                        OffsetFetchResponsePartitions
+                    );
                 }
                 Err(error) => entry.error_code = error.code(),
             }
@@ -66,25 +77,11 @@ pub async fn handle(
     });
     match lookup(broker, &request.group_id, requested) {
         Ok(topics) => {
-            response.topics = topics
-                .into_iter()
-                .map(|(name, partitions)| {
-                    let mut topic = OffsetFetchResponseTopic::default();
-                    topic.name = TopicName(str_bytes(name));
-                    topic.partitions = partitions
-                        .into_iter()
-                        .map(|(index, offset, epoch, metadata)| {
-                            let mut p = OffsetFetchResponsePartition::default();
-                            p.partition_index = index;
-                            p.committed_offset = offset;
-                            p.committed_leader_epoch = epoch;
-                            p.metadata = Some(str_bytes(metadata));
-                            p
-                        })
-                        .collect();
-                    topic
-                })
-                .collect();
+            response.topics = response_topics!(
+                topics,
+                OffsetFetchResponseTopic,
+                OffsetFetchResponsePartition
+            );
         }
         Err(error) if version >= 2 => response.error_code = code(Some(error)),
         Err(_) => {}

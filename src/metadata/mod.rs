@@ -59,3 +59,18 @@ pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
         }),
     }
 }
+
+/// Writes `value` as JSON to `path` atomically and durably (`write_atomically`).
+pub(crate) fn write_json<T: serde::Serialize>(
+    path: &std::path::Path,
+    value: &T,
+) -> Result<(), MetadataError> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| MetadataError::Corrupt {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    write_atomically(path, &bytes).map_err(|source| MetadataError::Io {
+        context: format!("writing {}", path.display()),
+        source,
+    })
+}

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use super::{MetadataError, TopicStore, read_json, write_atomically};
+use super::{MetadataError, TopicStore, read_json, write_json};
 
 /// Ids reserved by one durable write.
 const BLOCK: i64 = 1000;
@@ -48,17 +48,12 @@ impl ProducerIdAllocator {
         let mut block = self.block.lock().unwrap_or_else(|e| e.into_inner());
         if block.next >= block.end {
             let end = block.end + BLOCK;
-            let bytes = serde_json::to_vec(&Reserved {
-                reserved_until: end,
-            })
-            .map_err(|e| MetadataError::Corrupt {
-                path: self.path.display().to_string(),
-                message: e.to_string(),
-            })?;
-            write_atomically(&self.path, &bytes).map_err(|source| MetadataError::Io {
-                context: format!("writing {}", self.path.display()),
-                source,
-            })?;
+            write_json(
+                &self.path,
+                &Reserved {
+                    reserved_until: end,
+                },
+            )?;
             block.end = end;
         }
         let id = block.next;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{MetadataError, read_json, write_atomically};
+use super::{MetadataError, read_json, write_json};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicRecord {
@@ -82,14 +82,7 @@ impl TopicStore {
             version: 1,
             topics: self.topics.values().cloned().collect(),
         };
-        let bytes = serde_json::to_vec_pretty(&catalogue).map_err(|e| MetadataError::Corrupt {
-            path: self.path.display().to_string(),
-            message: e.to_string(),
-        })?;
-        write_atomically(&self.path, &bytes).map_err(|source| MetadataError::Io {
-            context: format!("writing {}", self.path.display()),
-            source,
-        })
+        write_json(&self.path, &catalogue)
     }
 }
 

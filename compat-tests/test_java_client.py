@@ -411,3 +411,31 @@ def test_java_group_consumer_commits_its_offsets(broker, protocol):
         assert committed == {int(p): n for p, n in split.items()}
     finally:
         delete_quietly(broker.bootstrap, topic)
+
+
+# ---------------------------------------------------------------------------
+# transactions
+
+
+def test_java_transactions_commit_and_abort(broker):
+    """The Java client's transactional producer: every third transaction aborted. A
+    read_committed consumer sees exactly the committed records, read_uncommitted all."""
+    import helpers
+
+    topic = unique("txn")
+    create_topic(broker.bootstrap, topic, 2)
+    try:
+        out = run_java("txn-produce", "--topic", topic,
+                       "--transactional-id", f"java-{uuid.uuid4().hex[:8]}",
+                       "--transactions", "9", "--per-transaction", "50", "--abort-every", "3",
+                       bootstrap=broker.bootstrap)
+        assert (out["committed"], out["aborted"]) == (300, 150), out
+        committed = helpers.consume(broker.bootstrap, topic, [0, 1], 300, settle=1.0,
+                                    isolation_level="read_committed")
+        assert sorted(m.value for m in committed) == sorted(
+            f"c-{t}-{i}".encode() for t in range(9) if (t + 1) % 3 for i in range(50))
+        everything = helpers.consume(broker.bootstrap, topic, [0, 1], 450, settle=1.0,
+                                     isolation_level="read_uncommitted")
+        assert len(everything) == 450
+    finally:
+        delete_quietly(broker.bootstrap, topic)

@@ -13,10 +13,12 @@ use crate::config::Config;
 use crate::group::GroupCoordinator;
 use crate::group::messages::GroupLimits;
 use crate::group::offsets::OffsetStore;
+use crate::log::internal_log::InternalLog;
 use crate::log::manager::{LogManager, RecoverySummary, Topic, TopicError};
 use crate::log::partition::PartitionOptions;
 use crate::metadata::{MetadataError, NodeIdentity, ProducerIdAllocator};
 use crate::shutdown::Shutdown;
+use crate::txn::{TransactionCoordinator, TxnLimits};
 
 #[derive(Debug, Error)]
 pub enum BrokerError {
@@ -35,6 +37,8 @@ pub enum BrokerError {
     Join(String),
     #[error("cannot open the committed offsets: {0}")]
     Offsets(#[from] crate::group::offsets::OffsetError),
+    #[error("cannot open the transaction state: {0}")]
+    Transactions(#[from] crate::txn::coordinator::TxnError),
 }
 
 pub struct Broker {
@@ -42,6 +46,7 @@ pub struct Broker {
     pub identity: NodeIdentity,
     pub logs: Arc<LogManager>,
     pub groups: Arc<GroupCoordinator>,
+    pub txns: Arc<TransactionCoordinator>,
     pub producer_ids: Arc<ProducerIdAllocator>,
     pub shutdown: Shutdown,
     /// Bytes of request frames read but not yet dispatched, over all connections.
@@ -92,11 +97,19 @@ impl Broker {
         let groups = open_groups(&config, &logs, &shutdown).await?;
         // After the log manager: it creates `__weir_meta`.
         let producer_ids = Arc::new(ProducerIdAllocator::open(&config.data_dir)?);
+        let txns = open_transactions(&config, &logs, &groups, &producer_ids).await?;
+        txns.spawn_sweeper(
+            Duration::from_millis(config.transaction_abort_timed_out_check_interval_ms),
+            shutdown.clone(),
+        );
+        let recovering = txns.clone();
+        tokio::spawn(async move { recovering.recover().await });
         let broker = Arc::new(Broker {
             config,
             identity,
             logs,
             groups,
+            txns,
             producer_ids,
             shutdown,
             request_budget,
@@ -211,6 +224,42 @@ async fn open_groups(
     groups.spawn_sweeper(OFFSETS_SWEEP_PERIOD);
     Ok(groups)
 }
+
+/// The transaction coordinator, with its state replayed from its internal log.
+async fn open_transactions(
+    config: &Config,
+    logs: &Arc<LogManager>,
+    groups: &Arc<GroupCoordinator>,
+    producer_ids: &Arc<ProducerIdAllocator>,
+) -> Result<Arc<TransactionCoordinator>, BrokerError> {
+    let overrides = [
+        ("cleanup.policy", "compact".to_string()),
+        (
+            "segment.bytes",
+            config.transaction_log_segment_bytes.to_string(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let log = logs.open_internal_log(TRANSACTION_LOG, overrides).await?;
+    let limits = TxnLimits {
+        max_timeout_ms: config.transaction_max_timeout_ms,
+        id_expiration_ms: config.transactional_id_expiration_ms,
+        log_segment_bytes: config.transaction_log_segment_bytes as u64,
+    };
+    Ok(TransactionCoordinator::open(
+        InternalLog::new(log),
+        producer_ids.clone(),
+        logs.clone(),
+        groups.clone(),
+        limits,
+    )
+    .await?)
+}
+
+/// The internal log of transaction state: `<data_dir>/__weir_meta/transaction-state-0`.
+const TRANSACTION_LOG: &str = "transaction-state";
 
 /// The internal log of committed offsets: `<data_dir>/__weir_meta/consumer-offsets-0`.
 const OFFSETS_LOG: &str = "consumer-offsets";

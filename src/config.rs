@@ -126,6 +126,10 @@ pub struct Config {
     pub offsets_retention_minutes: u64,
     pub offset_metadata_max_bytes: u32,
     pub offsets_log_segment_bytes: i64,
+    pub transaction_max_timeout_ms: i32,
+    pub transactional_id_expiration_ms: i64,
+    pub transaction_abort_timed_out_check_interval_ms: u64,
+    pub transaction_log_segment_bytes: i64,
 }
 
 impl Config {
@@ -283,6 +287,32 @@ impl Config {
         if self.offsets_log_segment_bytes > i64::from(i32::MAX) {
             return Err(ConfigError::invalid(
                 "offsets_log_segment_bytes",
+                "above the maximum 2147483647",
+            ));
+        }
+        at_least(
+            "transaction_max_timeout_ms",
+            self.transaction_max_timeout_ms,
+            1,
+        )?;
+        at_least(
+            "transactional_id_expiration_ms",
+            self.transactional_id_expiration_ms,
+            1000,
+        )?;
+        at_least(
+            "transaction_abort_timed_out_check_interval_ms",
+            self.transaction_abort_timed_out_check_interval_ms,
+            100,
+        )?;
+        at_least(
+            "transaction_log_segment_bytes",
+            self.transaction_log_segment_bytes,
+            1 << 20,
+        )?;
+        if self.transaction_log_segment_bytes > i64::from(i32::MAX) {
+            return Err(ConfigError::invalid(
+                "transaction_log_segment_bytes",
                 "above the maximum 2147483647",
             ));
         }

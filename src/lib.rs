@@ -14,6 +14,8 @@
 //!   recovery and retention.
 //! - [`group`]: the group coordinator (classic JoinGroup/SyncGroup protocol, one actor task per
 //!   group) and committed offsets, stored in an internal log through the same writer.
+//! - [`txn`]: the transaction coordinator (transactional ids, markers, its durable log); what
+//!   a partition knows of transactions (last stable offset, aborted ones) lives in [`log`].
 //! - [`config`]: the YAML configuration, its embedded default and validation.
 //! - [`shutdown`]: the one token every task watches for a graceful stop.
 
@@ -27,3 +29,4 @@ pub mod metadata;
 pub mod protocol;
 pub mod server;
 pub mod shutdown;
+pub mod txn;

@@ -220,12 +220,12 @@ impl GroupCoordinator {
         Ok(())
     }
 
-    /// OffsetCommit: checks the committer against the group, then stores durably.
-    pub async fn commit_offsets(
+    /// Checks a committer (OffsetCommit, TxnOffsetCommit) against the group's members and
+    /// generation.
+    pub async fn validate_commit(
         &self,
         group_id: &str,
         identity: CommitIdentity,
-        entries: Vec<(OffsetKey, Option<OffsetValue>)>,
     ) -> Result<(), ResponseError> {
         if group_id.is_empty() {
             return Err(ResponseError::InvalidGroupId);
@@ -235,11 +235,21 @@ impl GroupCoordinator {
             .ask(group_id, false, |tx| Command::ValidateCommit(identity, tx))
             .await
         {
-            Some(result) => result?,
+            Some(result) => result,
             // A commit without group management (generation -1) needs no members.
-            None if generation < 0 => {}
-            None => return Err(ResponseError::IllegalGeneration),
+            None if generation < 0 => Ok(()),
+            None => Err(ResponseError::IllegalGeneration),
         }
+    }
+
+    /// OffsetCommit: checks the committer against the group, then stores durably.
+    pub async fn commit_offsets(
+        &self,
+        group_id: &str,
+        identity: CommitIdentity,
+        entries: Vec<(OffsetKey, Option<OffsetValue>)>,
+    ) -> Result<(), ResponseError> {
+        self.validate_commit(group_id, identity).await?;
         self.offsets
             .write(entries)
             .await

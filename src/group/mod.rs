@@ -16,4 +16,4 @@ pub use coordinator::GroupCoordinator;
 #[cfg(test)]
 mod consumer_tests;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -4,9 +4,8 @@
 //! value is a tombstone (offset deleted).
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+
+use crate::log::internal_log::KeyValue;
 
 const KEY_VERSION: i16 = 1;
 const VALUE_VERSION: i16 = 3;
@@ -34,8 +33,6 @@ pub enum OffsetRecordError {
     Malformed,
     #[error("unsupported committed-offset record version {0}")]
     Version(i16),
-    #[error("cannot encode committed offsets: {0}")]
-    Encode(String),
 }
 
 fn put_string(buf: &mut BytesMut, value: Option<&str>) {
@@ -136,74 +133,16 @@ impl OffsetValue {
     }
 }
 
-/// Encodes entries (a `None` value is a tombstone) as one uncompressed record batch.
-pub fn encode_batch(
-    entries: &[(OffsetKey, Option<OffsetValue>)],
-    timestamp: i64,
-) -> Result<Bytes, OffsetRecordError> {
-    let records: Vec<Record> = entries
-        .iter()
-        .enumerate()
-        .map(|(i, (key, value))| Record {
-            transactional: false,
-            control: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // The encoder starts a new batch whenever offset - sequence changes.
-            sequence: i as i32,
-            timestamp,
-            key: Some(key.encode()),
-            value: value.as_ref().map(OffsetValue::encode),
-            headers: Default::default(),
-            delete_horizon: false,
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        records.iter(),
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .map_err(|e| OffsetRecordError::Encode(e.to_string()))?;
-    Ok(buf.freeze())
+/// An offset record as the internal log stores it (a `None` value is a tombstone).
+pub fn encode_entry(key: &OffsetKey, value: Option<&OffsetValue>) -> KeyValue {
+    (key.encode(), value.map(OffsetValue::encode))
 }
 
-/// A stored record: its log offset, key and value (`None`: a tombstone).
-pub type StoredRecord = (i64, OffsetKey, Option<OffsetValue>);
-
-/// Decodes every record of stored batches: `(log offset, key, value)`, and how many records
-/// were skipped because their key or value could not be read.
-pub fn decode_batches(mut bytes: Bytes) -> Result<(Vec<StoredRecord>, usize), OffsetRecordError> {
-    let mut out = Vec::new();
-    let mut skipped = 0;
-    while bytes.has_remaining() {
-        let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes)
-            .map_err(|_| OffsetRecordError::Malformed)?;
-        for record in set.records {
-            let decoded = record
-                .key
-                .as_deref()
-                .map(OffsetKey::decode)
-                .and_then(|key| {
-                    let value = record.value.as_deref().map(OffsetValue::decode).transpose();
-                    match (key, value) {
-                        (Ok(key), Ok(value)) => Some((record.offset, key, value)),
-                        _ => None,
-                    }
-                });
-            match decoded {
-                Some(entry) => out.push(entry),
-                None => skipped += 1,
-            }
-        }
-    }
-    Ok((out, skipped))
+/// Reads back a stored offset record; `None` when its key or value cannot be read.
+pub fn decode_entry((key, value): &KeyValue) -> Option<(OffsetKey, Option<OffsetValue>)> {
+    let key = OffsetKey::decode(key).ok()?;
+    let value = value.as_deref().map(OffsetValue::decode).transpose().ok()?;
+    Some((key, value))
 }
 
 #[cfg(test)]
@@ -225,14 +164,9 @@ mod tests {
         };
         assert_eq!(OffsetKey::decode(&key.encode()).unwrap(), key);
         assert_eq!(OffsetValue::decode(&value.encode()).unwrap(), value);
-        let batch = encode_batch(
-            &[(key.clone(), Some(value.clone())), (key.clone(), None)],
-            1,
-        )
-        .unwrap();
-        let (decoded, skipped) = decode_batches(batch).unwrap();
-        assert_eq!(decoded, vec![(0, key.clone(), Some(value)), (1, key, None)]);
-        assert_eq!(skipped, 0);
+        let stored = encode_entry(&key, Some(&value));
+        assert_eq!(decode_entry(&stored), Some((key.clone(), Some(value))));
+        assert_eq!(decode_entry(&encode_entry(&key, None)), Some((key, None)));
         assert!(OffsetKey::decode(&[0, 1, 0]).is_err());
         assert!(OffsetValue::decode(&[0, 9]).is_err());
     }

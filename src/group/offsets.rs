@@ -13,18 +13,14 @@ use kafka_protocol::ResponseError;
 use tokio::sync::RwLock;
 use tracing::{info, warn};
 
-use super::offset_log::{
-    OffsetKey, OffsetRecordError, OffsetValue, StoredRecord, decode_batches, encode_batch,
-};
+use super::offset_log::{OffsetKey, OffsetRecordError, OffsetValue, decode_entry, encode_entry};
 use crate::log::LogError;
-use crate::log::batch::{BatchHeader, ValidatedBatch, verify_batch};
-use crate::log::commit::{AckLevel, StorageFailure};
-use crate::log::partition::{Appended, Partition};
+use crate::log::commit::StorageFailure;
+use crate::log::internal_log::{InternalLog, InternalLogError};
+use crate::log::partition::Partition;
 
 /// Records per batch when the whole live set is rewritten.
 const SNAPSHOT_BATCH_RECORDS: usize = 2048;
-/// Bytes read per step of the start-up replay.
-const REPLAY_READ_BYTES: usize = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OffsetError {
@@ -36,6 +32,19 @@ pub enum OffsetError {
     Storage(#[from] StorageFailure),
     #[error("replay of the offsets log failed: {0}")]
     Replay(String),
+    #[error("cannot encode committed offsets: {0}")]
+    Encode(String),
+}
+
+impl From<InternalLogError> for OffsetError {
+    fn from(e: InternalLogError) -> OffsetError {
+        match e {
+            InternalLogError::Log(e) => OffsetError::Log(e),
+            InternalLogError::Storage(e) => OffsetError::Storage(e),
+            InternalLogError::Encode(e) => OffsetError::Encode(e),
+            InternalLogError::Malformed => OffsetError::Replay(e.to_string()),
+        }
+    }
 }
 
 impl OffsetError {
@@ -44,7 +53,9 @@ impl OffsetError {
         match self {
             OffsetError::Log(LogError::Closed) => ResponseError::CoordinatorNotAvailable,
             OffsetError::Log(_) | OffsetError::Storage(_) => ResponseError::KafkaStorageError,
-            OffsetError::Record(_) | OffsetError::Replay(_) => ResponseError::UnknownServerError,
+            OffsetError::Record(_) | OffsetError::Replay(_) | OffsetError::Encode(_) => {
+                ResponseError::UnknownServerError
+            }
         }
     }
 }
@@ -60,7 +71,7 @@ type GroupOffsets = HashMap<(String, i32), Committed>;
 
 pub struct OffsetStore {
     groups: DashMap<String, GroupOffsets>,
-    log: Arc<Partition>,
+    log: InternalLog,
     /// Commits share it; a compaction takes it alone, so nothing is appended between the
     /// snapshot it copies and the records it writes.
     compaction: RwLock<()>,
@@ -76,10 +87,20 @@ impl OffsetStore {
         log: Arc<Partition>,
         segment_bytes: u64,
     ) -> Result<Arc<OffsetStore>, OffsetError> {
+        let log = InternalLog::new(log);
         let reader = log.clone();
-        let (entries, skipped) = tokio::task::spawn_blocking(move || replay(&reader))
+        let records = tokio::task::spawn_blocking(move || reader.replay())
             .await
             .map_err(|e| OffsetError::Replay(e.to_string()))??;
+        let mut skipped = 0;
+        let entries: Vec<_> = records
+            .iter()
+            .filter_map(|(offset, record)| {
+                let decoded = decode_entry(record).map(|(key, value)| (*offset, key, value));
+                skipped += usize::from(decoded.is_none());
+                decoded
+            })
+            .collect();
         if skipped > 0 {
             warn!(records = skipped, "offsets log: skipped unreadable records");
         }
@@ -130,20 +151,11 @@ impl OffsetStore {
         &self,
         entries: &[(OffsetKey, Option<OffsetValue>)],
     ) -> Result<i64, OffsetError> {
-        let bytes = encode_batch(entries, crate::log::now_ms())?;
-        let header = verify_batch(&bytes).map_err(|e| OffsetRecordError::Encode(e.to_string()))?;
-        match self
-            .log
-            .append(vec![ValidatedBatch { header, bytes }])
-            .await?
-        {
-            Appended::New { append, .. } => {
-                append.wait(AckLevel::Committed).await?;
-                Ok(append.base_offset)
-            }
-            // Offset records carry no producer id, so they are never deduplicated.
-            Appended::Duplicate { base_offset, .. } => Ok(base_offset),
-        }
+        let records: Vec<_> = entries
+            .iter()
+            .map(|(key, value)| encode_entry(key, value.as_ref()))
+            .collect();
+        Ok(self.log.append(&records).await?)
     }
 
     fn apply(&self, log_offset: i64, key: OffsetKey, value: Option<OffsetValue>) {
@@ -200,7 +212,7 @@ impl OffsetStore {
 
     /// Bytes the offsets log holds on disk.
     pub fn log_size(&self) -> u64 {
-        self.log.size_bytes()
+        self.log.partition().size_bytes()
     }
 
     pub fn has_group(&self, group: &str) -> bool {
@@ -278,7 +290,7 @@ impl OffsetStore {
     /// the live offsets.
     fn maybe_compact(self: &Arc<Self>) {
         let live = self.live_bytes.load(Ordering::Relaxed);
-        if self.log.size_bytes() < self.segment_bytes + 2 * live {
+        if self.log.partition().size_bytes() < self.segment_bytes + 2 * live {
             return;
         }
         if self.compacting.swap(true, Ordering::AcqRel) {
@@ -298,7 +310,7 @@ impl OffsetStore {
     /// replay sees afterwards is the same state.
     async fn compact(&self) -> Result<u64, OffsetError> {
         let _exclusive = self.compaction.write().await;
-        let start = self.log.watermarks().log_end_offset;
+        let start = self.log.partition().watermarks().log_end_offset;
         let live: Vec<(OffsetKey, Option<OffsetValue>)> = self
             .groups
             .iter()
@@ -325,36 +337,6 @@ impl OffsetStore {
         }
         self.live_bytes
             .store(self.estimate_live_bytes(), Ordering::Relaxed);
-        Ok(self.log.delete_segments_before(start))
+        Ok(self.log.partition().delete_segments_before(start))
     }
-}
-
-type Replayed = (Vec<StoredRecord>, usize);
-
-/// Reads the whole log from its start to the high watermark (blocking).
-fn replay(log: &Partition) -> Result<Replayed, OffsetError> {
-    let marks = log.watermarks();
-    let mut offset = marks.log_start_offset;
-    let mut entries = Vec::new();
-    let mut skipped = 0;
-    while offset < marks.high_watermark {
-        let Some(records) = log.read(offset, REPLAY_READ_BYTES, true)?.records else {
-            break;
-        };
-        // The next read starts after the last whole batch, whatever its records held.
-        let mut next = offset;
-        let mut rest: &[u8] = &records;
-        while let Ok(header) = BatchHeader::parse(rest) {
-            next = next.max(header.last_offset() + 1);
-            rest = rest.get(header.size..).unwrap_or_default();
-        }
-        let (chunk, bad) = decode_batches(records)?;
-        skipped += bad;
-        entries.extend(chunk);
-        if next <= offset {
-            break;
-        }
-        offset = next;
-    }
-    Ok((entries, skipped))
 }

@@ -22,7 +22,7 @@ use crate::shutdown::Shutdown;
 const SESSION: Duration = Duration::from_secs(10);
 const REBALANCE: Duration = Duration::from_secs(30);
 
-pub(super) fn limits(initial_delay_ms: u64) -> GroupLimits {
+pub(crate) fn limits(initial_delay_ms: u64) -> GroupLimits {
     GroupLimits {
         min_session_timeout: Duration::from_secs(6),
         max_session_timeout: Duration::from_secs(1800),

@@ -5,20 +5,26 @@
 //! - `segment.rs`, `index.rs`: segment files and their sparse indexes; recovery of a torn tail.
 //! - `commit.rs`: persistence flags and the commit step that advances the high watermark.
 //! - `writer.rs`: the per-partition background writer (group commit).
-//! - `partition.rs`: offset assignment, reads bounded by the high watermark, retention.
+//! - `partition.rs`: offset assignment and markers; `partition/read.rs`: reads bounded by the
+//!   high watermark or last stable offset; `partition/retention.rs`: segment deletion.
 //! - `producer_state.rs`: idempotent producers' epochs and sequences (deduplication).
+//! - `transactions.rs`: open and aborted transactions per partition, the last stable offset;
+//!   `control.rs`: the marker batches that end them.
 //! - `manager.rs`: the topics of this broker, their creation, deletion and recovery.
 //! - `topic_config.rs`: topic-level configs under Kafka's names.
 
 pub mod batch;
 pub mod commit;
+pub mod control;
 pub mod index;
+pub mod internal_log;
 pub mod manager;
 pub mod partition;
 pub mod producer_state;
 pub mod records;
 pub mod segment;
 pub mod topic_config;
+pub mod transactions;
 pub mod writer;
 
 use kafka_protocol::ResponseError;

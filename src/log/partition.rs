@@ -7,20 +7,26 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use bytes::Bytes;
-use tokio::sync::{Semaphore, oneshot, watch};
-use tracing::{error, info, warn};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
+use tracing::{error, warn};
 
-use super::batch::{ValidatedBatch, patched_prefix, with_log_append_time};
+use super::batch::{ValidatedBatch, patched_prefix, verify_batch, with_log_append_time};
 use super::commit::{CommitQueue, PendingAppend, Persistence};
+use super::control::{ControlType, marker_batch};
 use super::producer_state::{
     ActiveProducer, ProducerBatch, ProducerStates, SequenceCheck, SequenceError, add_sequence,
 };
-use super::segment::{AppendBatch, RecoveryReport, Segment, SegmentRead, parse_segment_file_name};
+use super::segment::{AppendBatch, RecoveryReport, Segment, parse_segment_file_name};
 use super::topic_config::TopicConfig;
+use super::transactions::{PartitionTxns, TxnVerifier};
 use super::writer::{self, WriteRequest, WriterCommand, WriterHandle};
 use super::{LogError, now_ms};
 use crate::config::{Durability, TimestampType, WritePath};
+
+mod read;
+mod retention;
+
+pub use read::{Isolation, ReadResult};
 
 /// The leader epoch this single node writes into batches and reports in Metadata.
 pub const LEADER_EPOCH: i32 = 0;
@@ -160,6 +166,8 @@ struct Sequencer {
     writer: Option<WriterHandle>,
     /// Idempotent producers' sequences: checked and updated with the offsets they get.
     producers: ProducerStates,
+    /// Open transactions and aborted ones: the last stable offset and read_committed.
+    txns: PartitionTxns,
 }
 
 /// What `Partition::append` did with a produce request's batches.
@@ -176,14 +184,6 @@ pub enum Appended {
     Duplicate { base_offset: i64, last_offset: i64 },
 }
 
-/// What a fetch got from a partition.
-#[derive(Debug, Clone, Default)]
-pub struct ReadResult {
-    pub records: Option<Bytes>,
-    pub high_watermark: i64,
-    pub log_start_offset: i64,
-}
-
 /// Offsets a partition reports.
 #[derive(Debug, Clone, Copy)]
 pub struct Watermarks {
@@ -191,6 +191,8 @@ pub struct Watermarks {
     pub high_watermark: i64,
     /// Next offset to be assigned (includes appends not yet persisted).
     pub log_end_offset: i64,
+    /// Below every transaction still open for readers; at most the high watermark.
+    pub last_stable_offset: i64,
 }
 
 pub struct Partition {
@@ -245,6 +247,7 @@ impl Partition {
         let now = now_ms();
         let mut segments = BTreeMap::new();
         let mut producers = ProducerStates::default();
+        let mut txns = PartitionTxns::default();
         let last = bases.len().checked_sub(1);
         for (i, base) in bases.iter().enumerate() {
             let is_last = Some(i) == last;
@@ -252,6 +255,7 @@ impl Partition {
                 Segment::open(dir, *base, interval, verify && is_last, now).map_err(io)?;
             log_recovery(&name, *base, &report);
             producers.extend(report.producers);
+            txns.replay(report.txn_events);
             segments.insert(*base, Arc::new(segment));
         }
         if segments.is_empty() {
@@ -287,6 +291,7 @@ impl Partition {
                 next_offset,
                 writer: Some(options.writer.clone()),
                 producers,
+                txns,
             }),
             options,
         }))
@@ -310,51 +315,66 @@ impl Partition {
 
     /// Assigns offsets to validated batches and queues them for the writer. The returned
     /// append resolves as the writer persists it. Batches of idempotent producers are checked
-    /// against their sequences first, under the same lock that assigns offsets.
-    pub async fn append(&self, batches: Vec<ValidatedBatch>) -> Result<Appended, LogError> {
-        if self.log.is_poisoned() {
-            return Err(LogError::Poisoned);
-        }
+    /// against their sequences first, under the same lock that assigns offsets; a
+    /// transaction's first batch here must be confirmed by `verifier` (the transaction
+    /// coordinator), asked under that lock so that no batch can slip in after a marker.
+    pub async fn append(
+        &self,
+        batches: Vec<ValidatedBatch>,
+        verifier: Option<&dyn TxnVerifier>,
+    ) -> Result<Appended, LogError> {
         let bytes: usize = batches.iter().map(|b| b.bytes.len()).sum();
-        let wanted = bytes.clamp(1, self.options.write_budget_bytes) as u32;
-        let permit = self
-            .options
-            .write_budget
-            .clone()
-            .acquire_many_owned(wanted)
-            .await
-            .map_err(|_| LogError::Closed)?;
+        let permit = self.write_permit(bytes).await?;
         let config = self.config();
         let log_append_time = match config.message_timestamp_type {
             TimestampType::LogAppendTime => now_ms(),
             TimestampType::CreateTime => -1,
         };
         let mut sequencer = self.sequencer();
-        let Some(writer) = sequencer.writer.clone() else {
+        if sequencer.writer.is_none() {
             return Err(LogError::Closed);
-        };
+        }
         for batch in &batches {
             let header = &batch.header;
             if header.producer_id < 0 {
+                if header.is_transactional() {
+                    return Err(SequenceError::InvalidTxnState(
+                        "a transactional batch needs a producer id",
+                    )
+                    .into());
+                }
                 continue;
             }
-            if header.is_transactional() {
-                return Err(SequenceError::Transactional.into());
-            }
+            // Sequence and epoch first: a fenced producer hears that it is fenced, and a
+            // retry is answered with its original offsets even after its marker.
             let last_seq = add_sequence(header.base_sequence, header.last_offset_delta);
-            match sequencer.producers.check(
+            let check = sequencer.producers.check(
                 header.producer_id,
                 header.producer_epoch,
                 header.base_sequence,
                 last_seq,
-            )? {
-                SequenceCheck::Append => {}
-                SequenceCheck::Duplicate(written) => {
-                    return Ok(Appended::Duplicate {
-                        base_offset: written.base_offset,
-                        last_offset: written.last_offset,
-                    });
+            )?;
+            if let SequenceCheck::Duplicate(written) = check {
+                return Ok(Appended::Duplicate {
+                    base_offset: written.base_offset,
+                    last_offset: written.last_offset,
+                });
+            }
+            let open = sequencer.txns.is_open(header.producer_id);
+            if header.is_transactional() && !open {
+                let verified =
+                    verifier.is_some_and(|v| v.verify(header.producer_id, header.producer_epoch));
+                if !verified {
+                    return Err(SequenceError::InvalidTxnState(
+                        "the partition is not part of the producer's ongoing transaction",
+                    )
+                    .into());
                 }
+            } else if !header.is_transactional() && open {
+                return Err(SequenceError::InvalidTxnState(
+                    "a non-transactional batch from a producer with an open transaction",
+                )
+                .into());
             }
         }
         let base_offset = sequencer.next_offset;
@@ -374,6 +394,9 @@ impl Partition {
             };
             if let Some(producer) = ProducerBatch::from_header(&batch.header, next, now_ms()) {
                 sequencer.producers.record(producer);
+                if batch.header.is_transactional() {
+                    sequencer.txns.on_data(producer.producer_id, next);
+                }
             }
             planned.push(AppendBatch {
                 prefix: patched_prefix(&bytes, next, LEADER_EPOCH),
@@ -384,11 +407,83 @@ impl Partition {
             });
             next += count;
         }
+        let append = self.queue(&mut sequencer, planned, base_offset, next, permit)?;
+        Ok(Appended::New {
+            append,
+            log_append_time,
+        })
+    }
+
+    /// Appends a transaction marker for the producer (the coordinator's EndTxn). Resolves
+    /// as the writer persists it; the transaction counts as open for readers until the high
+    /// watermark covers the marker.
+    pub async fn append_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        control: ControlType,
+        coordinator_epoch: i32,
+    ) -> Result<Arc<PendingAppend>, LogError> {
+        let now = now_ms();
+        let invalid = |e: super::batch::BatchError| LogError::Io {
+            context: format!("encoding a transaction marker for {}", self.log.name),
+            source: std::io::Error::other(e.to_string()),
+        };
+        let bytes = marker_batch(producer_id, producer_epoch, control, coordinator_epoch, now)
+            .map_err(invalid)?;
+        verify_batch(&bytes).map_err(invalid)?;
+        let permit = self.write_permit(bytes.len()).await?;
+        let mut sequencer = self.sequencer();
+        if sequencer.writer.is_none() {
+            return Err(LogError::Closed);
+        }
+        let offset = sequencer.next_offset;
+        sequencer.txns.on_marker(producer_id, offset, control);
+        sequencer
+            .producers
+            .record_marker(producer_id, producer_epoch, now);
+        let planned = vec![AppendBatch {
+            prefix: patched_prefix(&bytes, offset, LEADER_EPOCH),
+            bytes,
+            base_offset: offset,
+            last_offset: offset,
+            max_timestamp: now,
+        }];
+        self.queue(&mut sequencer, planned, offset, offset + 1, permit)
+    }
+
+    /// Waits for room in the write queue's byte budget.
+    async fn write_permit(&self, bytes: usize) -> Result<OwnedSemaphorePermit, LogError> {
+        if self.log.is_poisoned() {
+            return Err(LogError::Poisoned);
+        }
+        let wanted = bytes.clamp(1, self.options.write_budget_bytes) as u32;
+        self.options
+            .write_budget
+            .clone()
+            .acquire_many_owned(wanted)
+            .await
+            .map_err(|_| LogError::Closed)
+    }
+
+    /// Registers planned batches (offsets `base_offset..next`) with the commit queue and
+    /// hands them to the writer; called with the sequencer locked, so offsets stay in order.
+    fn queue(
+        &self,
+        sequencer: &mut Sequencer,
+        batches: Vec<AppendBatch>,
+        base_offset: i64,
+        next: i64,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<Arc<PendingAppend>, LogError> {
+        let Some(writer) = sequencer.writer.clone() else {
+            return Err(LogError::Closed);
+        };
         let append = PendingAppend::new(base_offset, next);
         self.log.commit.register(append.clone());
         let request = WriteRequest {
             append: append.clone(),
-            batches: planned,
+            batches,
             permit,
         };
         let fsync = self.options.durability == Durability::Fsync;
@@ -402,29 +497,28 @@ impl Partition {
                 // The writer thread is only gone at shutdown, when `close` syncs anyway.
                 let _ = writer.send(&self.log, WriterCommand::Dirty);
             }
-            return Ok(Appended::New {
-                append,
-                log_append_time,
-            });
+            return Ok(append);
         }
         if writer
             .send(&self.log, WriterCommand::Append(request))
             .is_err()
         {
-            drop(sequencer);
             append.fail();
             return Err(LogError::Closed);
         }
         sequencer.next_offset = next;
-        Ok(Appended::New {
-            append,
-            log_append_time,
-        })
+        Ok(append)
     }
 
     /// The idempotent producers this partition knows (DescribeProducers).
     pub fn active_producers(&self) -> Vec<ActiveProducer> {
-        self.sequencer().producers.active()
+        let sequencer = self.sequencer();
+        let open = sequencer.txns.open_transactions();
+        let mut producers = sequencer.producers.active();
+        for p in &mut producers {
+            p.current_txn_start_offset = open.get(&p.producer_id).copied().unwrap_or(-1);
+        }
+        producers
     }
 
     /// Forgets idempotent producers idle since before `cutoff_ms`; returns how many.
@@ -433,177 +527,19 @@ impl Partition {
     }
 
     pub fn watermarks(&self) -> Watermarks {
+        let mut sequencer = self.sequencer();
+        let high_watermark = self.log.commit.high_watermark();
         Watermarks {
             log_start_offset: self.log.log_start_offset.load(Ordering::Acquire),
-            high_watermark: self.log.commit.high_watermark(),
-            log_end_offset: self.sequencer().next_offset,
+            high_watermark,
+            log_end_offset: sequencer.next_offset,
+            last_stable_offset: sequencer.txns.last_stable_offset(high_watermark),
         }
     }
 
     /// A receiver that changes whenever the high watermark advances.
     pub fn subscribe(&self) -> watch::Receiver<i64> {
         self.log.commit.subscribe()
-    }
-
-    /// Reads committed batches from `offset` (blocking I/O: call from the blocking pool).
-    pub fn read(
-        &self,
-        offset: i64,
-        max_bytes: usize,
-        min_one: bool,
-    ) -> Result<ReadResult, LogError> {
-        let marks = self.watermarks();
-        let mut result = ReadResult {
-            records: None,
-            high_watermark: marks.high_watermark,
-            log_start_offset: marks.log_start_offset,
-        };
-        if offset < marks.log_start_offset || offset > marks.log_end_offset {
-            return Err(LogError::OffsetOutOfRange);
-        }
-        if offset >= marks.high_watermark {
-            return Ok(result);
-        }
-        let candidates: Vec<Arc<Segment>> = {
-            let segments = self.log.segments();
-            // Retention may have removed the segment since the watermarks were read.
-            let Some(start) = segments.range(..=offset).next_back().map(|(base, _)| *base) else {
-                return Err(LogError::OffsetOutOfRange);
-            };
-            segments.range(start..).map(|(_, s)| s.clone()).collect()
-        };
-        for segment in candidates {
-            if segment.base_offset() >= marks.high_watermark {
-                break;
-            }
-            let read = segment
-                .read(offset, marks.high_watermark, max_bytes, min_one)
-                .map_err(|source| LogError::Io {
-                    context: format!("reading {}", self.log.name),
-                    source,
-                })?;
-            match read {
-                SegmentRead::Data(records) => {
-                    result.records = Some(records);
-                    break;
-                }
-                SegmentRead::NotHere => continue,
-                SegmentRead::Uncommitted | SegmentRead::DoesNotFit => break,
-            }
-        }
-        Ok(result)
-    }
-
-    /// The batch holding the first record with timestamp >= `timestamp`, if any (blocking).
-    pub fn batch_by_timestamp(&self, timestamp: i64) -> Result<Option<Bytes>, LogError> {
-        let high_watermark = self.log.commit.high_watermark();
-        let segments: Vec<Arc<Segment>> = self.log.segments().values().cloned().collect();
-        for segment in segments {
-            let found = segment
-                .find_by_timestamp(timestamp, high_watermark)
-                .map_err(|source| LogError::Io {
-                    context: format!("searching {}", self.log.name),
-                    source,
-                })?;
-            if found.is_some() {
-                return Ok(found);
-            }
-        }
-        Ok(None)
-    }
-
-    /// The batch holding the partition's largest timestamp, if any (blocking).
-    pub fn batch_with_max_timestamp(&self) -> Result<Option<Bytes>, LogError> {
-        let high_watermark = self.log.commit.high_watermark();
-        let segments: Vec<Arc<Segment>> = self.log.segments().values().cloned().collect();
-        // The first segment holding the maximum wins ties, as Kafka answers.
-        let best = segments
-            .iter()
-            .filter(|s| s.max_timestamp_batch() >= 0 && s.max_timestamp_batch() < high_watermark)
-            .fold(None::<&Arc<Segment>>, |best, s| match best {
-                Some(b) if b.max_timestamp() >= s.max_timestamp() => Some(b),
-                _ => Some(s),
-            });
-        match best {
-            Some(segment) => segment
-                .read_batch(segment.max_timestamp_batch())
-                .map_err(|source| LogError::Io {
-                    context: format!("reading {}", self.log.name),
-                    source,
-                }),
-            None => Ok(None),
-        }
-    }
-
-    /// Deletes whole segments past `retention.ms` / beyond `retention.bytes`; never the active
-    /// segment, never data above the high watermark. Returns the bytes deleted.
-    pub fn enforce_retention(&self) -> u64 {
-        let config = self.config();
-        if !config.cleanup_policy.deletes() {
-            return 0;
-        }
-        let high_watermark = self.log.commit.high_watermark();
-        let now = now_ms();
-        self.drop_oldest_segments(|oldest, next_base, total| {
-            let too_old = config.retention_ms >= 0
-                && oldest.max_timestamp() >= 0
-                && now - oldest.max_timestamp() > config.retention_ms;
-            let too_big = config.retention_bytes >= 0
-                && total.saturating_sub(oldest.size()) >= config.retention_bytes as u64;
-            let empty_and_old = oldest.is_empty()
-                && config.retention_ms >= 0
-                && now - oldest.created_ms() > config.retention_ms;
-            next_base <= high_watermark && (too_old || too_big || empty_and_old)
-        })
-    }
-
-    /// Deletes whole segments that end at or before `offset` (never the active segment, never
-    /// data above the high watermark): how a log rewritten from a snapshot drops its prefix.
-    /// Returns the bytes deleted.
-    pub fn delete_segments_before(&self, offset: i64) -> u64 {
-        let limit = offset.min(self.log.commit.high_watermark());
-        self.drop_oldest_segments(|_, next_base, _| next_base <= limit)
-    }
-
-    /// Deletes the oldest segment while `should_drop(oldest, next segment's base, bytes of all
-    /// segments left)` says so; the active segment always stays. Returns the bytes deleted.
-    fn drop_oldest_segments(&self, mut should_drop: impl FnMut(&Segment, i64, u64) -> bool) -> u64 {
-        // Files are unlinked while the segment map is locked, and `close` takes the same lock
-        // to mark the partition closed: a deleted and re-created topic's new files (same
-        // directory name) can never be unlinked by a pass over the old one.
-        let mut segments = self.log.segments_mut();
-        if self.log.closed.load(Ordering::Acquire) {
-            return 0;
-        }
-        let mut total: u64 = segments.values().map(|s| s.size()).sum();
-        let mut removed = Vec::new();
-        loop {
-            let mut iter = segments.values();
-            let (Some(oldest), Some(next)) = (iter.next(), iter.next()) else {
-                break;
-            };
-            let next_base = next.base_offset();
-            if !should_drop(oldest, next_base, total) {
-                break;
-            }
-            total -= oldest.size();
-            let base = oldest.base_offset();
-            if let Some(segment) = segments.remove(&base) {
-                removed.push(segment);
-            }
-            self.log
-                .log_start_offset
-                .store(next_base, Ordering::Release);
-        }
-        let mut deleted = 0;
-        for segment in removed {
-            deleted += segment.size();
-            info!(partition = %self.log.name, base_offset = segment.base_offset(),
-                bytes = segment.size(), "deleted segment");
-            segment.delete_files();
-        }
-        drop(segments);
-        deleted
     }
 
     /// Size of all segments in bytes.
@@ -662,3 +598,6 @@ fn log_recovery(name: &str, base: i64, report: &RecoveryReport) {
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
+
+#[cfg(test)]
+mod tests;

@@ -61,8 +61,8 @@ pub enum SequenceError {
         "unknown producer id {0}: no state for it (expired, or never seen) and sequence is not 0"
     )]
     UnknownProducer(i64),
-    #[error("transactional batches need transactions, which this broker does not serve yet")]
-    Transactional,
+    #[error("{0}")]
+    InvalidTxnState(&'static str),
 }
 
 impl SequenceError {
@@ -71,7 +71,7 @@ impl SequenceError {
             SequenceError::StaleEpoch { .. } => ResponseError::InvalidProducerEpoch.code(),
             SequenceError::OutOfOrder { .. } => ResponseError::OutOfOrderSequenceNumber.code(),
             SequenceError::UnknownProducer(_) => ResponseError::UnknownProducerId.code(),
-            SequenceError::Transactional => ResponseError::InvalidTxnState.code(),
+            SequenceError::InvalidTxnState(_) => ResponseError::InvalidTxnState.code(),
         }
     }
 }
@@ -83,6 +83,8 @@ pub struct ActiveProducer {
     pub epoch: i16,
     pub last_sequence: i32,
     pub last_timestamp_ms: i64,
+    /// First offset of its transaction open in the partition, or -1.
+    pub current_txn_start_offset: i64,
 }
 
 /// What to do with an incoming batch.
@@ -176,17 +178,36 @@ impl ProducerStates {
         entry.last_timestamp_ms = entry.last_timestamp_ms.max(batch.timestamp_ms);
     }
 
+    /// A transaction marker of the producer: a higher epoch (a coordinator fencing the
+    /// producer) restarts its sequences; markers count as activity.
+    pub fn record_marker(&mut self, producer_id: i64, epoch: i16, timestamp_ms: i64) {
+        let entry = self.producers.entry(producer_id).or_default();
+        if epoch > entry.epoch {
+            entry.batches.clear();
+            entry.epoch = epoch;
+        }
+        entry.last_timestamp_ms = entry.last_timestamp_ms.max(timestamp_ms);
+    }
+
     /// Folds in the state of a later stretch of the log (the next segment at start-up).
     pub fn extend(&mut self, later: ProducerStates) {
-        let mut batches: Vec<ProducerBatch> = later
-            .producers
-            .into_values()
-            .flat_map(|entry| entry.batches)
-            .collect();
-        batches.sort_by_key(|b| b.base_offset);
-        for batch in batches {
-            self.record(batch);
+        for (producer_id, later) in later.producers {
+            let entry = self.producers.entry(producer_id).or_default();
+            if later.epoch != entry.epoch {
+                entry.batches.clear();
+                entry.epoch = later.epoch;
+            }
+            entry.batches.extend(later.batches);
+            while entry.batches.len() > DEDUP_WINDOW {
+                entry.batches.pop_front();
+            }
+            entry.last_timestamp_ms = entry.last_timestamp_ms.max(later.last_timestamp_ms);
         }
+    }
+
+    /// The producer's current epoch, if it is known here.
+    pub fn epoch(&self, producer_id: i64) -> Option<i16> {
+        self.producers.get(&producer_id).map(|e| e.epoch)
     }
 
     /// Drops producers whose last batch is older than `cutoff_ms` (Kafka's
@@ -209,6 +230,7 @@ impl ProducerStates {
                     epoch: entry.epoch,
                     last_sequence: last.last_seq,
                     last_timestamp_ms: entry.last_timestamp_ms,
+                    current_txn_start_offset: -1,
                 })
             })
             .collect();
@@ -323,7 +345,8 @@ mod tests {
                 producer_id: 7,
                 epoch: 0,
                 last_sequence: 0,
-                last_timestamp_ms: 1_000
+                last_timestamp_ms: 1_000,
+                current_txn_start_offset: -1,
             }]
         );
         assert_eq!(states.expire(2_000), 1);

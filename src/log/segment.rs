@@ -13,8 +13,10 @@ use bytes::Bytes;
 use tracing::warn;
 
 use super::batch::{BATCH_HEADER_LEN, BatchHeader, verify_batch};
+use super::control::control_type;
 use super::index::{IndexKind, SparseIndex};
 use super::producer_state::{ProducerBatch, ProducerStates};
+use super::transactions::TxnEvent;
 
 /// Bytes of a batch header needed to know its offsets: up to and including lastOffsetDelta.
 const EXTENT_LEN: usize = 27;
@@ -77,6 +79,8 @@ pub struct RecoveryReport {
     pub batches: u64,
     /// Idempotent producers' last batches in this segment, from the headers the scan read.
     pub producers: ProducerStates,
+    /// Transactions begun and ended in this segment, in offset order.
+    pub txn_events: Vec<TxnEvent>,
 }
 
 impl Segment {
@@ -151,6 +155,8 @@ impl Segment {
         let mut pos = 0u64;
         let mut header_buf = vec![0u8; BATCH_HEADER_LEN];
         let mut batch_buf = Vec::new();
+        // Producers with a transaction open in this segment so far.
+        let mut open_txns = std::collections::HashSet::new();
         while pos < file_len {
             let remaining = file_len - pos;
             if remaining < BATCH_HEADER_LEN as u64 {
@@ -175,10 +181,36 @@ impl Segment {
             {
                 break;
             }
-            if let Some(batch) =
-                ProducerBatch::from_header(&header, header.base_offset, header.max_timestamp)
-            {
-                report.producers.record(batch);
+            if header.is_control() {
+                if !verify {
+                    batch_buf.resize(header.size, 0);
+                    file.read_exact_at(&mut batch_buf, pos)?;
+                }
+                if let Some(control) = control_type(&batch_buf) {
+                    open_txns.remove(&header.producer_id);
+                    report.txn_events.push(TxnEvent::End {
+                        producer_id: header.producer_id,
+                        offset: header.base_offset,
+                        control,
+                    });
+                }
+                report.producers.record_marker(
+                    header.producer_id,
+                    header.producer_epoch,
+                    header.max_timestamp,
+                );
+            } else {
+                if header.is_transactional() && open_txns.insert(header.producer_id) {
+                    report.txn_events.push(TxnEvent::Begin {
+                        producer_id: header.producer_id,
+                        offset: header.base_offset,
+                    });
+                }
+                if let Some(batch) =
+                    ProducerBatch::from_header(&header, header.base_offset, header.max_timestamp)
+                {
+                    report.producers.record(batch);
+                }
             }
             extents.push((
                 BatchExtent {

@@ -3,13 +3,15 @@
 //! versions `kafka-protocol` can really decode), minimums from Kafka 4.x.
 
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest,
-    CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteTopicsRequest,
-    DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest,
-    DescribeProducersRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
-    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
-    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest,
-    OffsetFetchRequest, ProduceRequest, SyncGroupRequest,
+    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, ApiKey, ApiVersionsRequest,
+    ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest, CreatePartitionsRequest,
+    CreateTopicsRequest, DeleteGroupsRequest, DeleteTopicsRequest, DescribeClusterRequest,
+    DescribeConfigsRequest, DescribeGroupsRequest, DescribeProducersRequest,
+    DescribeTransactionsRequest, EndTxnRequest, FetchRequest, FindCoordinatorRequest,
+    HeartbeatRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
+    ListGroupsRequest, ListOffsetsRequest, ListTransactionsRequest, MetadataRequest,
+    OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, SyncGroupRequest,
+    TxnOffsetCommitRequest,
 };
 use kafka_protocol::protocol::Message;
 
@@ -102,6 +104,33 @@ pub const APIS: &[ApiRange] = &[
         0,
         ConsumerGroupDescribeRequest::VERSIONS.max,
     ),
+    // Transactions: Kafka 4 keeps every version from 0 (aiokafka speaks only v0).
+    api(
+        ApiKey::AddPartitionsToTxn,
+        0,
+        AddPartitionsToTxnRequest::VERSIONS.max,
+    ),
+    api(
+        ApiKey::AddOffsetsToTxn,
+        0,
+        AddOffsetsToTxnRequest::VERSIONS.max,
+    ),
+    api(ApiKey::EndTxn, 0, EndTxnRequest::VERSIONS.max),
+    api(
+        ApiKey::TxnOffsetCommit,
+        0,
+        TxnOffsetCommitRequest::VERSIONS.max,
+    ),
+    api(
+        ApiKey::DescribeTransactions,
+        0,
+        DescribeTransactionsRequest::VERSIONS.max,
+    ),
+    api(
+        ApiKey::ListTransactions,
+        0,
+        ListTransactionsRequest::VERSIONS.max,
+    ),
 ];
 
 pub fn lookup(key: ApiKey) -> Option<&'static ApiRange> {
@@ -133,6 +162,11 @@ mod tests {
         assert!(!is_served(ApiKey::OffsetCommit, 1));
         assert!(is_served(ApiKey::ConsumerGroupHeartbeat, 1));
         assert_eq!(lookup(ApiKey::InitProducerId).unwrap().max, 5);
+        assert_eq!(lookup(ApiKey::AddPartitionsToTxn).unwrap().max, 5);
+        assert_eq!(lookup(ApiKey::AddOffsetsToTxn).unwrap().max, 4);
+        assert_eq!(lookup(ApiKey::EndTxn).unwrap().max, 5);
+        assert_eq!(lookup(ApiKey::TxnOffsetCommit).unwrap().max, 5);
+        assert!(is_served(ApiKey::EndTxn, 0));
         for api in APIS {
             assert!(
                 api.min <= api.min_served && api.min_served <= api.max,

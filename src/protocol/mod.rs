@@ -131,9 +131,32 @@ pub async fn dispatch(broker: &Arc<Broker>, request: Request, peer: SocketAddr) 
             handlers::describe_producers::handle(&broker, body),
         )),
         RequestKind::InitProducerId(body) => Box::pin(async move {
-            let response = handlers::init_producer_id::handle(&broker, body).await;
+            let response = handlers::init_producer_id::handle(&broker, version, body).await;
             Some(ResponseKind::InitProducerId(response).into())
         }),
+        // Transaction requests wait for their state (and markers) to be committed.
+        RequestKind::AddPartitionsToTxn(body) => Box::pin(async move {
+            let response = handlers::add_partitions_to_txn::handle(&broker, version, body).await;
+            Some(ResponseKind::AddPartitionsToTxn(response).into())
+        }),
+        RequestKind::AddOffsetsToTxn(body) => Box::pin(async move {
+            let response = handlers::add_offsets_to_txn::handle(&broker, version, body).await;
+            Some(ResponseKind::AddOffsetsToTxn(response).into())
+        }),
+        RequestKind::TxnOffsetCommit(body) => Box::pin(async move {
+            let response = handlers::txn_offset_commit::handle(&broker, version, body).await;
+            Some(ResponseKind::TxnOffsetCommit(response).into())
+        }),
+        RequestKind::EndTxn(body) => Box::pin(async move {
+            let response = handlers::end_txn::handle(&broker, version, body).await;
+            Some(ResponseKind::EndTxn(response).into())
+        }),
+        RequestKind::DescribeTransactions(body) => ready(ResponseKind::DescribeTransactions(
+            handlers::describe_transactions::handle(&broker, body),
+        )),
+        RequestKind::ListTransactions(body) => ready(ResponseKind::ListTransactions(
+            handlers::list_transactions::handle(&broker, version, body),
+        )),
         // Group requests may wait for a rebalance: they run entirely in the second stage.
         RequestKind::JoinGroup(body) => Box::pin(async move {
             let response = handlers::join_group::handle(&broker, version, body, &client).await;

@@ -31,7 +31,7 @@ pub fn handle(broker: &Broker, request: DescribeProducersRequest) -> DescribePro
                             state.last_timestamp = p.last_timestamp_ms;
                             // No transactions yet: no coordinator epoch, no open transaction.
                             state.coordinator_epoch = -1;
-                            state.current_txn_start_offset = -1;
+                            state.current_txn_start_offset = p.current_txn_start_offset;
                             state
                         })
                         .collect();

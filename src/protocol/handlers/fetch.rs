@@ -1,4 +1,5 @@
-//! Fetch: whole batches from each partition up to its high watermark, bounded by the partition
+//! Fetch: whole batches from each partition up to its high watermark (read_committed: its
+//! last stable offset, with the aborted transactions to drop), bounded by the partition
 //! and response byte limits (at least one batch, KIP-74), with long-poll: a fetch that has
 //! less than `min_bytes` waits until a high watermark it reads advances, `max_wait_ms`
 //! passes, or the broker shuts down. Fetch sessions are not kept: every response carries
@@ -10,16 +11,17 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::future::select_all;
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, TopicName};
 use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::time::Instant;
 
 use crate::broker::Broker;
 use crate::log::LogError;
-use crate::log::partition::Partition;
-
-const READ_COMMITTED: i8 = 1;
+use crate::log::partition::{Isolation, Partition};
+use crate::log::transactions::AbortedTxn;
 
 /// A partition of the request, resolved to the broker's partition or an error code.
 struct Wanted {
@@ -43,7 +45,11 @@ pub async fn handle(
         response.error_code = ResponseError::FetchSessionIdNotFound.code();
         return (response, None);
     }
-    let read_committed = version >= 4 && request.isolation_level == READ_COMMITTED;
+    let isolation = if version >= 4 {
+        Isolation::from_level(request.isolation_level)
+    } else {
+        Isolation::ReadUncommitted
+    };
     let mut topics: Vec<(TopicName, uuid::Uuid)> = Vec::with_capacity(request.topics.len());
     let mut wanted = Vec::new();
     for (topic_index, fetch_topic) in request.topics.into_iter().enumerate() {
@@ -97,9 +103,10 @@ pub async fn handle(
         // Reserve what this read may return; keep only what it did return.
         let mut hold = broker.reserve_fetch_bytes(max_bytes).await;
         let task_wanted = wanted.clone();
-        let results = tokio::task::spawn_blocking(move || read_all(&task_wanted, max_bytes))
-            .await
-            .unwrap_or_default();
+        let results =
+            tokio::task::spawn_blocking(move || read_all(&task_wanted, max_bytes, isolation))
+                .await
+                .unwrap_or_default();
         let bytes: usize = results
             .iter()
             .map(|r| r.records.as_ref().map_or(0, Bytes::len))
@@ -136,9 +143,20 @@ pub async fn handle(
         data.partition_index = w.index;
         data.error_code = result.error_code;
         data.high_watermark = result.high_watermark;
-        data.last_stable_offset = result.high_watermark;
+        data.last_stable_offset = result.last_stable_offset;
         data.log_start_offset = result.log_start_offset;
-        data.aborted_transactions = read_committed.then(Vec::new);
+        // read_committed consumers need the list (empty or not); others get null.
+        data.aborted_transactions = (isolation == Isolation::ReadCommitted).then(|| {
+            result
+                .aborted
+                .iter()
+                .map(|a| {
+                    AbortedTransaction::default()
+                        .with_producer_id(ProducerId(a.producer_id))
+                        .with_first_offset(a.first_offset)
+                })
+                .collect()
+        });
         data.records = Some(result.records.unwrap_or_default());
         if let Some(topic) = responses.get_mut(w.topic_index) {
             topic.partitions.push(data);
@@ -167,13 +185,15 @@ async fn fit_permit(broker: &Broker, hold: &mut Option<OwnedSemaphorePermit>, by
 struct PartitionRead {
     error_code: i16,
     high_watermark: i64,
+    last_stable_offset: i64,
     log_start_offset: i64,
     records: Option<Bytes>,
+    aborted: Vec<AbortedTxn>,
 }
 
 /// Reads every partition in request order (blocking I/O). The first batch found may exceed
 /// the limits (KIP-74); after that, partition and response limits hold strictly.
-fn read_all(wanted: &[Wanted], max_bytes: usize) -> Vec<PartitionRead> {
+fn read_all(wanted: &[Wanted], max_bytes: usize, isolation: Isolation) -> Vec<PartitionRead> {
     let mut remaining = max_bytes;
     let mut min_one = true;
     wanted
@@ -185,13 +205,15 @@ fn read_all(wanted: &[Wanted], max_bytes: usize) -> Vec<PartitionRead> {
                     return PartitionRead {
                         error_code: *code,
                         high_watermark: -1,
+                        last_stable_offset: -1,
                         log_start_offset: -1,
                         records: None,
+                        aborted: Vec::new(),
                     };
                 }
             };
             let limit = w.max_bytes.min(remaining);
-            match partition.read(w.fetch_offset, limit, min_one) {
+            match partition.read(w.fetch_offset, limit, min_one, isolation) {
                 Ok(read) => {
                     if let Some(records) = &read.records {
                         remaining = remaining.saturating_sub(records.len());
@@ -200,8 +222,10 @@ fn read_all(wanted: &[Wanted], max_bytes: usize) -> Vec<PartitionRead> {
                     PartitionRead {
                         error_code: 0,
                         high_watermark: read.high_watermark,
+                        last_stable_offset: read.last_stable_offset,
                         log_start_offset: read.log_start_offset,
                         records: read.records,
+                        aborted: read.aborted,
                     }
                 }
                 Err(e) => {
@@ -213,8 +237,10 @@ fn read_all(wanted: &[Wanted], max_bytes: usize) -> Vec<PartitionRead> {
                     PartitionRead {
                         error_code: e.error_code(),
                         high_watermark: marks.high_watermark,
+                        last_stable_offset: marks.last_stable_offset,
                         log_start_offset: marks.log_start_offset,
                         records: None,
+                        aborted: Vec::new(),
                     }
                 }
             }

@@ -13,7 +13,7 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use crate::broker::Broker;
 use crate::log::LogError;
-use crate::log::partition::{LEADER_EPOCH, Partition};
+use crate::log::partition::{Isolation, LEADER_EPOCH, Partition};
 use crate::log::records::offsets_and_timestamps;
 
 const LATEST: i64 = -1;
@@ -28,6 +28,11 @@ pub async fn handle(
     request: ListOffsetsRequest,
 ) -> ListOffsetsResponse {
     let mut response = ListOffsetsResponse::default();
+    let isolation = if version >= 2 {
+        Isolation::from_level(request.isolation_level)
+    } else {
+        Isolation::ReadUncommitted
+    };
     for topic_request in request.topics {
         let topic = broker.logs.topic(&topic_request.name);
         let mut topic_response = ListOffsetsTopicResponse::default();
@@ -42,7 +47,7 @@ pub async fn handle(
             match topic.as_ref().and_then(|t| t.partition(p.partition_index)) {
                 None => entry.error_code = ResponseError::UnknownTopicOrPartition.code(),
                 Some(partition) => {
-                    let found = lookup(partition, p.timestamp).await;
+                    let found = lookup(partition, p.timestamp, isolation).await;
                     match found {
                         Ok(Some((offset, timestamp))) => {
                             entry.offset = offset;
@@ -64,10 +69,16 @@ pub async fn handle(
 }
 
 /// `(offset, timestamp)` for a ListOffsets query, `None` when no record matches.
-async fn lookup(partition: Arc<Partition>, target: i64) -> Result<Option<(i64, i64)>, LogError> {
+async fn lookup(
+    partition: Arc<Partition>,
+    target: i64,
+    isolation: Isolation,
+) -> Result<Option<(i64, i64)>, LogError> {
     let marks = partition.watermarks();
     match target {
         EARLIEST | EARLIEST_LOCAL => Ok(Some((marks.log_start_offset, -1))),
+        // read_committed consumers start from the last stable offset, not the high watermark.
+        LATEST if isolation == Isolation::ReadCommitted => Ok(Some((marks.last_stable_offset, -1))),
         LATEST => Ok(Some((marks.high_watermark, -1))),
         // Nothing is tiered: Kafka answers -1 then.
         LATEST_TIERED => Ok(None),

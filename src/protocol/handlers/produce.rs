@@ -20,6 +20,7 @@ use crate::log::commit::{AckLevel, PendingAppend};
 use crate::log::manager::Topic;
 use crate::log::partition::{Appended, Partition};
 use crate::log::topic_config::CleanupPolicy;
+use crate::log::transactions::TxnVerifier;
 use crate::protocol::{Reply, ResponseFuture};
 
 /// One partition's outcome of stage one.
@@ -59,9 +60,10 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: ProduceRequest)
             return finish_now(request, ResponseError::InvalidRequiredAcks.code());
         }
     };
+    let transactional_id = request.transactional_id.as_ref().map(|id| id.to_string());
     let mut topics = Vec::with_capacity(request.topic_data.len());
     for topic_data in request.topic_data {
-        topics.push(append_topic(broker, version, topic_data).await);
+        topics.push(append_topic(broker, version, topic_data, transactional_id.as_deref()).await);
     }
     if acks == 0 {
         let failed = topics
@@ -113,7 +115,12 @@ fn finish_now(request: ProduceRequest, code: i16) -> ResponseFuture {
     )))
 }
 
-async fn append_topic(broker: &Arc<Broker>, version: i16, data: TopicProduceData) -> TopicSlot {
+async fn append_topic(
+    broker: &Arc<Broker>,
+    version: i16,
+    data: TopicProduceData,
+    transactional_id: Option<&str>,
+) -> TopicSlot {
     // v13+ names topics by id only (KIP-516).
     let topic: Result<Arc<Topic>, i16> = if version >= 13 {
         broker
@@ -134,7 +141,7 @@ async fn append_topic(broker: &Arc<Broker>, version: i16, data: TopicProduceData
     for partition in data.partition_data {
         let index = partition.index;
         let outcome = match &topic {
-            Ok(topic) => append_partition(topic, partition).await,
+            Ok(topic) => append_partition(broker, topic, partition, transactional_id).await,
             Err(code) => Outcome::Failed(*code, None),
         };
         slot.partitions.push(PartitionSlot { index, outcome });
@@ -142,7 +149,12 @@ async fn append_topic(broker: &Arc<Broker>, version: i16, data: TopicProduceData
     slot
 }
 
-async fn append_partition(topic: &Topic, data: PartitionProduceData) -> Outcome {
+async fn append_partition(
+    broker: &Arc<Broker>,
+    topic: &Topic,
+    data: PartitionProduceData,
+    transactional_id: Option<&str>,
+) -> Outcome {
     let Some(partition) = topic.partition(data.index) else {
         return Outcome::Failed(ResponseError::UnknownTopicOrPartition.code(), None);
     };
@@ -159,7 +171,19 @@ async fn append_partition(topic: &Topic, data: PartitionProduceData) -> Outcome 
             return Outcome::Failed(e.error_code(), Some(e.to_string()));
         }
     };
-    match partition.append(batches).await {
+    // A transaction's first batch in a partition is checked with its coordinator (KIP-890).
+    let verifier = batches
+        .iter()
+        .any(|b| b.header.is_transactional())
+        .then(|| {
+            broker
+                .txns
+                .verifier(transactional_id, &topic.name, data.index)
+        });
+    match partition
+        .append(batches, verifier.as_ref().map(|v| v as &dyn TxnVerifier))
+        .await
+    {
         Ok(Appended::New {
             append,
             log_append_time,

@@ -108,6 +108,7 @@ public final class JavaClientCompat {
                 case "describe-topic" -> describeTopic(a);
                 case "describe-configs" -> describeConfigs(a);
                 case "produce" -> produce(a);
+                case "txn-produce" -> TransactionalProduce.run(a);
                 case "consume" -> consume(a);
                 case "end-offsets" -> endOffsets(a);
                 case "offsets-for-times" -> offsetsForTimes(a);
@@ -148,6 +149,8 @@ public final class JavaClientCompat {
         "                  [--value-size S] [--start I] [--base-timestamp MS]",
         "                  [--check-partitioner true|false] [--any-start-offset]",
         "                  [--group G [--group-protocol classic|consumer]] [--max-poll-records N]",
+        "  txn-produce     --bootstrap B --topic T --transactional-id ID [--transactions N]",
+        "                  [--per-transaction N] [--abort-every K]",
         "  end-offsets     --bootstrap B --topic T",
         "  offsets-for-times --bootstrap B --topic T --timestamp MS",
         "  api-versions    [--bootstrap B]   (broker's ApiVersions vs. this client's range)",

@@ -1,0 +1,159 @@
+//! Reads: committed batches for fetches (bounded by the high watermark, or by the last
+//! stable offset for read_committed consumers) and the timestamp lookups of ListOffsets.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::Partition;
+use crate::log::LogError;
+use crate::log::batch::BatchHeader;
+use crate::log::segment::{Segment, SegmentRead};
+use crate::log::transactions::AbortedTxn;
+
+/// Which records a consumer may see (Fetch and ListOffsets `isolation_level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// Up to the high watermark, aborted transactions included.
+    ReadUncommitted,
+    /// Up to the last stable offset, with the aborted transactions the consumer must drop.
+    ReadCommitted,
+}
+
+impl Isolation {
+    pub fn from_level(isolation_level: i8) -> Isolation {
+        if isolation_level == 1 {
+            Isolation::ReadCommitted
+        } else {
+            Isolation::ReadUncommitted
+        }
+    }
+}
+
+/// What a fetch got from a partition.
+#[derive(Debug, Clone, Default)]
+pub struct ReadResult {
+    pub records: Option<Bytes>,
+    pub high_watermark: i64,
+    pub last_stable_offset: i64,
+    pub log_start_offset: i64,
+    /// read_committed only: aborted transactions overlapping the records returned.
+    pub aborted: Vec<AbortedTxn>,
+}
+
+impl Partition {
+    /// Reads committed batches from `offset` (blocking I/O: call from the blocking pool),
+    /// up to the high watermark or, for read_committed, the last stable offset.
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+        isolation: Isolation,
+    ) -> Result<ReadResult, LogError> {
+        let marks = self.watermarks();
+        let limit = match isolation {
+            Isolation::ReadUncommitted => marks.high_watermark,
+            Isolation::ReadCommitted => marks.last_stable_offset,
+        };
+        let mut result = ReadResult {
+            records: None,
+            high_watermark: marks.high_watermark,
+            last_stable_offset: marks.last_stable_offset,
+            log_start_offset: marks.log_start_offset,
+            aborted: Vec::new(),
+        };
+        if offset < marks.log_start_offset || offset > marks.log_end_offset {
+            return Err(LogError::OffsetOutOfRange);
+        }
+        if offset >= limit {
+            return Ok(result);
+        }
+        let candidates: Vec<Arc<Segment>> = {
+            let segments = self.log.segments();
+            // Retention may have removed the segment since the watermarks were read.
+            let Some(start) = segments.range(..=offset).next_back().map(|(base, _)| *base) else {
+                return Err(LogError::OffsetOutOfRange);
+            };
+            segments.range(start..).map(|(_, s)| s.clone()).collect()
+        };
+        for segment in candidates {
+            if segment.base_offset() >= limit {
+                break;
+            }
+            let read = segment
+                .read(offset, limit, max_bytes, min_one)
+                .map_err(|source| LogError::Io {
+                    context: format!("reading {}", self.log.name),
+                    source,
+                })?;
+            match read {
+                SegmentRead::Data(records) => {
+                    result.records = Some(records);
+                    break;
+                }
+                SegmentRead::NotHere => continue,
+                SegmentRead::Uncommitted | SegmentRead::DoesNotFit => break,
+            }
+        }
+        if isolation == Isolation::ReadCommitted
+            && let Some(records) = &result.records
+        {
+            let end = end_offset(records).unwrap_or(limit);
+            result.aborted = self.sequencer().txns.aborted_between(offset, end);
+        }
+        Ok(result)
+    }
+
+    /// The batch holding the first record with timestamp >= `timestamp`, if any (blocking).
+    pub fn batch_by_timestamp(&self, timestamp: i64) -> Result<Option<Bytes>, LogError> {
+        let high_watermark = self.log.commit.high_watermark();
+        let segments: Vec<Arc<Segment>> = self.log.segments().values().cloned().collect();
+        for segment in segments {
+            let found = segment
+                .find_by_timestamp(timestamp, high_watermark)
+                .map_err(|source| LogError::Io {
+                    context: format!("searching {}", self.log.name),
+                    source,
+                })?;
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
+    }
+
+    /// The batch holding the partition's largest timestamp, if any (blocking).
+    pub fn batch_with_max_timestamp(&self) -> Result<Option<Bytes>, LogError> {
+        let high_watermark = self.log.commit.high_watermark();
+        let segments: Vec<Arc<Segment>> = self.log.segments().values().cloned().collect();
+        // The first segment holding the maximum wins ties, as Kafka answers.
+        let best = segments
+            .iter()
+            .filter(|s| s.max_timestamp_batch() >= 0 && s.max_timestamp_batch() < high_watermark)
+            .fold(None::<&Arc<Segment>>, |best, s| match best {
+                Some(b) if b.max_timestamp() >= s.max_timestamp() => Some(b),
+                _ => Some(s),
+            });
+        match best {
+            Some(segment) => segment
+                .read_batch(segment.max_timestamp_batch())
+                .map_err(|source| LogError::Io {
+                    context: format!("reading {}", self.log.name),
+                    source,
+                }),
+            None => Ok(None),
+        }
+    }
+}
+
+/// One past the last offset of the last whole batch in `records`.
+fn end_offset(records: &[u8]) -> Option<i64> {
+    let mut rest = records;
+    let mut end = None;
+    while let Ok(header) = BatchHeader::parse(rest) {
+        end = Some(header.last_offset() + 1);
+        rest = rest.get(header.size..)?;
+    }
+    end
+}

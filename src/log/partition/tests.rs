@@ -1,0 +1,238 @@
+//! Transactions in one partition, end to end through the real writer: the last stable offset,
+//! read_committed reads with their aborted transactions, produce verification, fencing by a
+//! marker's epoch, and all of it rebuilt from disk on reopen.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use tokio::sync::Semaphore;
+
+use super::{Appended, Isolation, Partition, PartitionOptions};
+use crate::config::{Config, Durability, WritePath};
+use crate::log::LogError;
+use crate::log::batch::{ValidatedBatch, verify_batch};
+use crate::log::commit::AckLevel;
+use crate::log::control::ControlType;
+use crate::log::producer_state::SequenceError;
+use crate::log::topic_config::TopicConfig;
+use crate::log::transactions::{AbortedTxn, TxnVerifier};
+
+struct Coordinator {
+    allow: bool,
+}
+
+impl TxnVerifier for Coordinator {
+    fn verify(&self, _producer_id: i64, _producer_epoch: i16) -> bool {
+        self.allow
+    }
+}
+
+const ALLOW: Coordinator = Coordinator { allow: true };
+const DENY: Coordinator = Coordinator { allow: false };
+
+fn open(dir: &std::path::Path) -> Arc<Partition> {
+    let writer = crate::log::writer::spawn(Durability::Fsync, Duration::from_millis(100)).unwrap();
+    let options = PartitionOptions {
+        writer,
+        durability: Durability::Fsync,
+        write_path: WritePath::Background,
+        write_budget: Arc::new(Semaphore::new(64 << 20)),
+        write_budget_bytes: 64 << 20,
+    };
+    let config =
+        Arc::new(TopicConfig::resolve(&Config::embedded().unwrap(), &BTreeMap::new()).unwrap());
+    Partition::open(&dir.join("t-0"), "t", 0, config, options, true).unwrap()
+}
+
+/// A batch of `count` records; `producer` is (id, epoch, first sequence).
+fn batch(producer: Option<(i64, i16, i32)>, transactional: bool, count: i32) -> ValidatedBatch {
+    let (producer_id, producer_epoch, sequence) = producer.unwrap_or((-1, -1, -1));
+    let records: Vec<Record> = (0..count)
+        .map(|i| Record {
+            transactional,
+            control: false,
+            partition_leader_epoch: 0,
+            producer_id,
+            producer_epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i64::from(i),
+            // offset - sequence must stay constant or the encoder splits the batch.
+            sequence: sequence.max(0) + i,
+            timestamp: 1_000 + i64::from(i),
+            key: None,
+            value: Some(Bytes::from(format!("v{i}"))),
+            headers: Default::default(),
+            delete_horizon: false,
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        records.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
+    let bytes = buf.freeze();
+    ValidatedBatch {
+        header: verify_batch(&bytes).unwrap(),
+        bytes,
+    }
+}
+
+async fn append(
+    partition: &Partition,
+    batch: ValidatedBatch,
+    verifier: &Coordinator,
+) -> Result<i64, LogError> {
+    match partition.append(vec![batch], Some(verifier)).await? {
+        Appended::New { append, .. } => {
+            append.wait(AckLevel::Committed).await.unwrap();
+            Ok(append.base_offset)
+        }
+        Appended::Duplicate { base_offset, .. } => Ok(base_offset),
+    }
+}
+
+async fn marker(partition: &Partition, producer_id: i64, epoch: i16, control: ControlType) -> i64 {
+    let append = partition
+        .append_marker(producer_id, epoch, control, 0)
+        .await
+        .unwrap();
+    append.wait(AckLevel::Committed).await.unwrap();
+    append.base_offset
+}
+
+/// Base offsets of the batches a read_committed read from `offset` returns.
+fn committed_read(partition: &Partition, offset: i64) -> (Vec<i64>, Vec<AbortedTxn>) {
+    let read = partition
+        .read(offset, 1 << 20, true, Isolation::ReadCommitted)
+        .unwrap();
+    let mut bases = Vec::new();
+    let mut rest: &[u8] = read.records.as_deref().unwrap_or_default();
+    while let Ok(header) = crate::log::batch::BatchHeader::parse(rest) {
+        bases.push(header.base_offset);
+        rest = &rest[header.size..];
+    }
+    (bases, read.aborted)
+}
+
+#[tokio::test]
+async fn interleaved_transactions_bound_read_committed_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let partition = open(dir.path());
+    assert_eq!(
+        append(&partition, batch(None, false, 3), &DENY)
+            .await
+            .unwrap(),
+        0
+    );
+    // A transaction's first batch needs the coordinator's word.
+    let refused = append(&partition, batch(Some((1, 0, 0)), true, 2), &DENY).await;
+    assert!(matches!(
+        refused,
+        Err(LogError::Sequence(SequenceError::InvalidTxnState(_)))
+    ));
+    assert_eq!(
+        append(&partition, batch(Some((1, 0, 0)), true, 2), &ALLOW)
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        append(&partition, batch(Some((2, 0, 0)), true, 2), &ALLOW)
+            .await
+            .unwrap(),
+        5
+    );
+    // Later batches of an open transaction need no new verification.
+    assert_eq!(
+        append(&partition, batch(Some((1, 0, 2)), true, 1), &DENY)
+            .await
+            .unwrap(),
+        7
+    );
+    assert_eq!(
+        append(&partition, batch(None, false, 1), &DENY)
+            .await
+            .unwrap(),
+        8
+    );
+    // A producer with an open transaction cannot write outside it.
+    let outside = append(&partition, batch(Some((2, 0, 2)), false, 1), &ALLOW).await;
+    assert!(matches!(
+        outside,
+        Err(LogError::Sequence(SequenceError::InvalidTxnState(_)))
+    ));
+
+    let marks = partition.watermarks();
+    assert_eq!((marks.high_watermark, marks.last_stable_offset), (9, 3));
+    assert_eq!(committed_read(&partition, 0).0, vec![0]);
+    // read_uncommitted sees everything.
+    let all = partition
+        .read(0, 1 << 20, true, Isolation::ReadUncommitted)
+        .unwrap();
+    assert!(all.records.is_some_and(|r| r.len() > 100));
+
+    assert_eq!(marker(&partition, 1, 0, ControlType::Commit).await, 9);
+    assert_eq!(partition.watermarks().last_stable_offset, 5);
+    // Producer 2 is fenced by its coordinator: the abort marker carries epoch 1.
+    assert_eq!(marker(&partition, 2, 1, ControlType::Abort).await, 10);
+    let marks = partition.watermarks();
+    assert_eq!((marks.high_watermark, marks.last_stable_offset), (11, 11));
+    let aborted = AbortedTxn {
+        producer_id: 2,
+        first_offset: 5,
+        last_offset: 10,
+    };
+    let (bases, aborted_seen) = committed_read(&partition, 0);
+    assert_eq!(bases, vec![0, 3, 5, 7, 8, 9, 10]);
+    assert_eq!(aborted_seen, vec![aborted]);
+    // A read past the aborted transaction does not carry it.
+    assert!(committed_read(&partition, 11).1.is_empty());
+    // The fenced producer's old epoch is refused.
+    let zombie = append(&partition, batch(Some((2, 0, 2)), true, 1), &ALLOW).await;
+    assert!(matches!(
+        zombie,
+        Err(LogError::Sequence(SequenceError::StaleEpoch { .. }))
+    ));
+    // Producer 1 opens a new transaction that stays open across the restart.
+    assert_eq!(
+        append(&partition, batch(Some((1, 0, 3)), true, 1), &ALLOW)
+            .await
+            .unwrap(),
+        11
+    );
+    partition.close().await.unwrap();
+    drop(partition);
+
+    let reopened = open(dir.path());
+    let marks = reopened.watermarks();
+    assert_eq!((marks.high_watermark, marks.last_stable_offset), (12, 11));
+    assert_eq!(committed_read(&reopened, 0).1, vec![aborted]);
+    let producers = reopened.active_producers();
+    let one = producers.iter().find(|p| p.producer_id == 1).unwrap();
+    assert_eq!((one.last_sequence, one.current_txn_start_offset), (3, 11));
+    // Deduplication and fencing survive too.
+    assert_eq!(
+        append(&reopened, batch(Some((1, 0, 3)), true, 1), &DENY)
+            .await
+            .unwrap(),
+        11
+    );
+    let zombie = append(&reopened, batch(Some((2, 0, 2)), true, 1), &ALLOW).await;
+    assert!(matches!(
+        zombie,
+        Err(LogError::Sequence(SequenceError::StaleEpoch { .. }))
+    ));
+    assert_eq!(marker(&reopened, 1, 0, ControlType::Commit).await, 12);
+    assert_eq!(reopened.watermarks().last_stable_offset, 13);
+    reopened.close().await.unwrap();
+}

@@ -38,7 +38,7 @@ pub enum BrokerError {
     #[error("cannot open the committed offsets: {0}")]
     Offsets(#[from] crate::group::offsets::OffsetError),
     #[error("cannot open the transaction state: {0}")]
-    Transactions(#[from] crate::txn::coordinator::TxnError),
+    Transactions(#[from] crate::txn::log::TxnLogError),
 }
 
 pub struct Broker {

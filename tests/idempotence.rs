@@ -6,35 +6,16 @@
 mod common;
 
 use bytes::Bytes;
-use common::{TestBroker, decode_records, encode};
+use common::{TestBroker, decode_records};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::describe_producers_request::TopicRequest;
 use kafka_protocol::messages::{
     ApiKey, DescribeProducersRequest, InitProducerIdRequest, InitProducerIdResponse, RequestKind,
     ResponseKind,
 };
-use kafka_protocol::records::{Compression, Record, TimestampType};
 
-/// A batch of `count` records of producer `id` at `epoch`, sequences from `first_seq`.
 fn idempotent_batch(id: i64, epoch: i16, first_seq: i32, count: i32, tag: &str) -> Bytes {
-    let records: Vec<Record> = (0..count)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            partition_leader_epoch: 0,
-            producer_id: id,
-            producer_epoch: epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i64::from(i),
-            sequence: first_seq + i,
-            timestamp: 1_700_000_000_000,
-            key: None,
-            value: Some(Bytes::from(format!("{tag}-{i}"))),
-            headers: Default::default(),
-            delete_horizon: false,
-        })
-        .collect();
-    encode(&records, Compression::None).freeze()
+    common::producer_batch(id, epoch, first_seq, count, tag, false)
 }
 
 async fn init_producer_id(client: &mut common::Client, version: i16) -> InitProducerIdResponse {

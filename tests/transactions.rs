@@ -7,7 +7,7 @@ mod common;
 
 use bytes::Buf;
 use bytes::Bytes;
-use common::{TestBroker, encode, fetch_request, produce_request, topic_name};
+use common::{TestBroker, fetch_request, produce_request, topic_name};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::add_partitions_to_txn_request::{
     AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
@@ -23,7 +23,6 @@ use kafka_protocol::messages::{
     ResponseKind, TransactionalId, TxnOffsetCommitRequest,
 };
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Compression, Record, TimestampType};
 
 const TOPIC: &str = "txn";
 
@@ -31,26 +30,8 @@ fn txn_id(id: &str) -> TransactionalId {
     TransactionalId(StrBytes::from_string(id.to_string()))
 }
 
-/// A transactional batch of `count` records of producer `id` at `epoch`.
 fn txn_batch(id: i64, epoch: i16, first_seq: i32, count: i32, tag: &str) -> Bytes {
-    let records: Vec<Record> = (0..count)
-        .map(|i| Record {
-            transactional: true,
-            control: false,
-            partition_leader_epoch: 0,
-            producer_id: id,
-            producer_epoch: epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i64::from(i),
-            sequence: first_seq + i,
-            timestamp: 1_700_000_000_000,
-            key: None,
-            value: Some(Bytes::from(format!("{tag}-{i}"))),
-            headers: Default::default(),
-            delete_horizon: false,
-        })
-        .collect();
-    encode(&records, Compression::None).freeze()
+    common::producer_batch(id, epoch, first_seq, count, tag, true)
 }
 
 async fn init(

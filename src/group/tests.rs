@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
-use tokio::sync::Semaphore;
 use tokio::time::{Duration, sleep};
 
 use super::actor::GroupDescription;
@@ -14,8 +13,8 @@ use super::coordinator::GroupCoordinator;
 use super::messages::*;
 use super::offset_log::{OffsetKey, OffsetValue};
 use super::offsets::OffsetStore;
-use crate::config::{Config, Durability, WritePath};
-use crate::log::partition::{Partition, PartitionOptions};
+use crate::config::Config;
+use crate::log::partition::Partition;
 use crate::log::topic_config::TopicConfig;
 use crate::shutdown::Shutdown;
 
@@ -34,14 +33,7 @@ pub(crate) fn limits(initial_delay_ms: u64) -> GroupLimits {
 }
 
 pub(super) fn open_log(dir: &std::path::Path, segment_bytes: i64) -> Arc<Partition> {
-    let writer = crate::log::writer::spawn(Durability::Fsync, Duration::from_millis(100)).unwrap();
-    let options = PartitionOptions {
-        writer,
-        durability: Durability::Fsync,
-        write_path: WritePath::Background,
-        write_budget: Arc::new(Semaphore::new(64 << 20)),
-        write_budget_bytes: 64 << 20,
-    };
+    let options = crate::log::partition::tests::options();
     let overrides = BTreeMap::from([("segment.bytes".to_string(), segment_bytes.to_string())]);
     let config = Arc::new(TopicConfig::resolve(&Config::embedded().unwrap(), &overrides).unwrap());
     Partition::open(&dir.join("offsets-0"), "offsets", 0, config, options, true).unwrap()

@@ -2,6 +2,7 @@
 //! broker applies (base offset, leader epoch, LogAppendTime). Batches are stored as sent.
 
 use bytes::{Buf, Bytes, BytesMut};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions};
 use thiserror::Error;
 
 /// Size of the fixed v2 batch header, up to and including the record count.
@@ -277,6 +278,22 @@ fn read_unsigned_varint(buf: &mut &[u8], max_bytes: usize) -> Option<u64> {
     None
 }
 
+/// Encodes records as one v2 batch (markers and internal logs use no compression); the
+/// partition assigns its real base offset.
+pub fn encode_records(records: &[Record], compression: Compression) -> Result<Bytes, BatchError> {
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        records.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )
+    .map_err(|_| BatchError::Invalid("records the broker made cannot be encoded"))?;
+    Ok(buf.freeze())
+}
+
 /// The 16 bytes that replace a batch's first 16 on disk: the broker's base offset, the batch
 /// length as sent and the partition leader epoch. Both patched fields lie outside the CRC, so
 /// the stored batch is the client's bytes with this prefix, written without a copy.
@@ -305,9 +322,7 @@ pub fn with_log_append_time(batch: &Bytes, now_ms: i64) -> Bytes {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
+    use kafka_protocol::records::{Compression, Record, TimestampType};
 
     /// A real batch from the crate's encoder: `count` records starting at timestamp `ts`.
     pub fn sample_batch(count: i64, ts: i64, compression: Compression) -> Bytes {
@@ -328,17 +343,7 @@ pub(crate) mod tests {
                 delete_horizon: false,
             })
             .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            records.iter(),
-            &RecordEncodeOptions {
-                version: 2,
-                compression,
-            },
-        )
-        .unwrap();
-        buf.freeze()
+        encode_records(&records, compression).unwrap()
     }
 
     #[test]

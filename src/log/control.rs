@@ -4,11 +4,9 @@
 //! and the transactional and control bits set.
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Compression, Record, TimestampType};
 
-use super::batch::{BATCH_HEADER_LEN, BatchError, read_varint, read_varlong};
+use super::batch::{BATCH_HEADER_LEN, BatchError, encode_records, read_varint, read_varlong};
 
 /// How a transaction ended in a partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,17 +61,7 @@ pub fn marker_batch(
         headers: Default::default(),
         delete_horizon: false,
     };
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        std::iter::once(&record),
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .map_err(|_| BatchError::Invalid("cannot encode a transaction marker"))?;
-    Ok(buf.freeze())
+    encode_records(&[record], Compression::None)
 }
 
 /// The type of a stored control batch (`batch` is the whole batch); `None` when its record

@@ -5,13 +5,11 @@
 
 use std::sync::Arc;
 
-use bytes::{Buf, Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use bytes::{Buf, Bytes};
+use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, TimestampType};
 
 use super::LogError;
-use super::batch::{BatchHeader, ValidatedBatch, verify_batch};
+use super::batch::{BatchHeader, ValidatedBatch, encode_records, verify_batch};
 use super::commit::{AckLevel, StorageFailure};
 use super::partition::{Appended, Isolation, Partition};
 
@@ -118,17 +116,7 @@ pub fn encode_batch(records: &[KeyValue], timestamp: i64) -> Result<Bytes, Inter
             delete_horizon: false,
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        records.iter(),
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .map_err(|e| InternalLogError::Encode(e.to_string()))?;
-    Ok(buf.freeze())
+    encode_records(&records, Compression::None).map_err(|e| InternalLogError::Encode(e.to_string()))
 }
 
 /// Decodes every keyed record of stored batches into `out` as `(log offset, key, value)`.

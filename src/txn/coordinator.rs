@@ -8,27 +8,28 @@
 //! async lock per transactional id serialises its requests; what produce verification needs
 //! sits behind a short synchronous lock, so a partition can ask under its append lock.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use bytes::Bytes;
 use dashmap::DashMap;
 use kafka_protocol::ResponseError;
 use tracing::{info, warn};
 
+use super::log::{TxnLog, TxnLogError};
+use super::pending::PendingOffsets;
 use super::state::{PendingOffset, TxnMetadata, TxnState};
 use crate::group::GroupCoordinator;
 use crate::group::messages::CommitIdentity;
 use crate::group::offset_log::{OffsetKey, OffsetValue};
 use crate::log::commit::AckLevel;
 use crate::log::control::ControlType;
-use crate::log::internal_log::{InternalLog, InternalLogError, KeyValue};
+use crate::log::internal_log::{InternalLog, InternalLogError};
 use crate::log::manager::LogManager;
 use crate::log::now_ms;
 use crate::log::transactions::TxnVerifier;
 use crate::metadata::ProducerIdAllocator;
-use crate::shutdown::{Shutdown, spawn_periodic};
+
+mod expiry;
 
 /// Single node: the coordinator epoch never changes.
 const COORDINATOR_EPOCH: i32 = 0;
@@ -41,19 +42,6 @@ pub struct TxnLimits {
     /// The log is rewritten once it holds this many bytes more than its live state.
     pub log_segment_bytes: u64,
 }
-
-#[derive(Debug, thiserror::Error)]
-pub enum TxnError {
-    #[error(transparent)]
-    Log(#[from] InternalLogError),
-    #[error("malformed transaction state record: {0}")]
-    Record(String),
-    #[error("replay of the transaction log failed: {0}")]
-    Replay(String),
-}
-
-/// How many transactions hold offsets for each (topic, partition) of a group.
-type PartitionCounts = HashMap<(String, i32), usize>;
 
 /// One transactional id.
 #[derive(Debug, Default)]
@@ -83,18 +71,12 @@ pub struct TxnDescription {
 
 pub struct TransactionCoordinator {
     entries: DashMap<String, Arc<TxnEntry>>,
-    log: InternalLog,
-    /// The newest record of every live id: what a rewrite of the log keeps.
-    live: DashMap<String, Bytes>,
-    /// Appends share it; a rewrite takes it alone.
-    rewrite: tokio::sync::RwLock<()>,
+    log: TxnLog,
     producer_ids: Arc<ProducerIdAllocator>,
     logs: Arc<LogManager>,
     groups: Arc<GroupCoordinator>,
     limits: TxnLimits,
-    /// group → partitions with offsets of a transaction not yet ended (OffsetFetch's
-    /// require_stable answers UNSTABLE_OFFSET_COMMIT for them).
-    pending_offsets: Mutex<HashMap<String, PartitionCounts>>,
+    pending: PendingOffsets,
 }
 
 impl TransactionCoordinator {
@@ -106,34 +88,19 @@ impl TransactionCoordinator {
         logs: Arc<LogManager>,
         groups: Arc<GroupCoordinator>,
         limits: TxnLimits,
-    ) -> Result<Arc<TransactionCoordinator>, TxnError> {
-        let reader = log.clone();
-        let records = tokio::task::spawn_blocking(move || reader.replay())
-            .await
-            .map_err(|e| TxnError::Replay(e.to_string()))??;
+    ) -> Result<Arc<TransactionCoordinator>, TxnLogError> {
+        let (log, state) = TxnLog::open(log, limits.log_segment_bytes).await?;
         let coordinator = TransactionCoordinator {
             entries: DashMap::new(),
             log,
-            live: DashMap::new(),
-            rewrite: tokio::sync::RwLock::new(()),
             producer_ids,
             logs,
             groups,
             limits,
-            pending_offsets: Mutex::new(HashMap::new()),
+            pending: PendingOffsets::default(),
         };
-        let mut latest: HashMap<String, Option<Bytes>> = HashMap::new();
-        for (_, (key, value)) in records {
-            let id = String::from_utf8(key.to_vec())
-                .map_err(|_| TxnError::Record("transactional id is not UTF-8".into()))?;
-            latest.insert(id, value);
-        }
-        for (id, value) in latest {
-            let Some(value) = value else { continue };
-            let meta: TxnMetadata = serde_json::from_slice(&value)
-                .map_err(|e| TxnError::Record(format!("{id}: {e}")))?;
-            coordinator.track_pending(&meta, true);
-            coordinator.live.insert(id.clone(), value);
+        for (id, meta) in state {
+            coordinator.pending.track(&meta, true);
             let entry = Arc::new(TxnEntry::default());
             entry.set(Some(meta));
             coordinator.entries.insert(id, entry);
@@ -171,13 +138,6 @@ impl TransactionCoordinator {
                 }
             }
         }
-    }
-
-    /// Aborts transactions past their timeout and forgets idle ids, every `period`.
-    pub fn spawn_sweeper(self: &Arc<Self>, period: Duration, shutdown: Shutdown) {
-        spawn_periodic(Arc::downgrade(self), period, shutdown, |c| async move {
-            c.sweep().await;
-        });
     }
 
     /// An id's entry, for requests that need it to exist: an unknown id must not make one
@@ -363,7 +323,7 @@ impl TransactionCoordinator {
             Ok(true)
         })
         .await?;
-        self.adjust_pending(group, &added, true);
+        self.pending.adjust(group, &added, true);
         Ok(())
     }
 
@@ -418,12 +378,7 @@ impl TransactionCoordinator {
 
     /// Partitions of `group` with transactional offsets not yet committed or aborted.
     pub fn pending_offsets(&self, group: &str) -> HashSet<(String, i32)> {
-        self.pending_offsets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(group)
-            .map(|m| m.keys().cloned().collect())
-            .unwrap_or_default()
+        self.pending.of_group(group)
     }
 
     /// What a produce request's partition asks before it takes a transaction's first batch.
@@ -550,7 +505,7 @@ impl TransactionCoordinator {
                     .map_err(|e| e.response_error())?;
             }
         }
-        self.track_pending(&meta, false);
+        self.pending.track(&meta, false);
         meta.state = if commit {
             TxnState::CompleteCommit
         } else {
@@ -569,58 +524,12 @@ impl TransactionCoordinator {
         entry: &TxnEntry,
         meta: TxnMetadata,
     ) -> Result<(), ResponseError> {
-        let value =
-            Bytes::from(serde_json::to_vec(&meta).map_err(|_| ResponseError::UnknownServerError)?);
-        self.write(id, Some(value)).await?;
+        self.log
+            .write(id, Some(&meta))
+            .await
+            .map_err(|e| storage_failure(id, &e))?;
         entry.set(Some(meta));
-        self.maybe_rewrite().await;
         Ok(())
-    }
-
-    async fn write(&self, id: &str, value: Option<Bytes>) -> Result<(), ResponseError> {
-        let record: KeyValue = (Bytes::from(id.as_bytes().to_vec()), value.clone());
-        let _shared = self.rewrite.read().await;
-        self.log.append(&[record]).await.map_err(|e| {
-            warn!(transactional_id = %id, error = %e, "cannot write transaction state");
-            ResponseError::CoordinatorNotAvailable
-        })?;
-        match value {
-            Some(value) => self.live.insert(id.to_string(), value),
-            None => self.live.remove(id).map(|(_, v)| v),
-        };
-        Ok(())
-    }
-
-    /// Rewrites the live state at the log's end and drops the segments before it, once the
-    /// log has grown well past what is live.
-    async fn maybe_rewrite(&self) {
-        let live_bytes: u64 = self.live.iter().map(|e| e.value().len() as u64 + 64).sum();
-        let partition = self.log.partition();
-        if partition.size_bytes() < self.limits.log_segment_bytes + 2 * live_bytes {
-            return;
-        }
-        let Ok(_exclusive) = self.rewrite.try_write() else {
-            return;
-        };
-        let start = partition.watermarks().log_end_offset;
-        let records: Vec<KeyValue> = self
-            .live
-            .iter()
-            .map(|e| {
-                (
-                    Bytes::from(e.key().as_bytes().to_vec()),
-                    Some(e.value().clone()),
-                )
-            })
-            .collect();
-        for chunk in records.chunks(1024) {
-            if let Err(e) = self.log.append(chunk).await {
-                warn!(error = %e, "rewriting the transaction log failed");
-                return;
-            }
-        }
-        let deleted = partition.delete_segments_before(start);
-        info!(bytes = deleted, "rewrote the transaction log");
     }
 
     async fn allocate_producer_id(&self) -> Result<i64, ResponseError> {
@@ -632,87 +541,6 @@ impl TransactionCoordinator {
                 Err(ResponseError::KafkaStorageError)
             }
             Err(_) => Err(ResponseError::UnknownServerError),
-        }
-    }
-
-    /// Counts (or, with `add` false, releases) the transaction's pending group offsets.
-    fn track_pending(&self, meta: &TxnMetadata, add: bool) {
-        for (group, offsets) in &meta.groups {
-            let partitions: Vec<(String, i32)> = offsets
-                .iter()
-                .map(|o| (o.topic.clone(), o.partition))
-                .collect();
-            self.adjust_pending(group, &partitions, add);
-        }
-    }
-
-    fn adjust_pending(&self, group: &str, partitions: &[(String, i32)], add: bool) {
-        if partitions.is_empty() {
-            return;
-        }
-        let mut pending = self
-            .pending_offsets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let counts = pending.entry(group.to_string()).or_default();
-        for p in partitions {
-            if add {
-                *counts.entry(p.clone()).or_default() += 1;
-            } else if let Some(count) = counts.get_mut(p) {
-                *count = count.saturating_sub(1);
-                if *count == 0 {
-                    counts.remove(p);
-                }
-            }
-        }
-        if counts.is_empty() {
-            pending.remove(group);
-        }
-    }
-
-    /// Aborts timed-out transactions (fencing their producer with a new epoch) and forgets
-    /// ids idle for longer than the expiration.
-    pub async fn sweep(&self) {
-        let now = now_ms();
-        let ids: Vec<(String, Arc<TxnEntry>)> = self
-            .entries
-            .iter()
-            .map(|e| (e.key().clone(), e.value().clone()))
-            .collect();
-        for (id, entry) in ids {
-            let Some(meta) = entry.get() else { continue };
-            let idle = matches!(
-                meta.state,
-                TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort
-            ) && now - meta.last_update_ms > self.limits.id_expiration_ms;
-            if !meta.timed_out(now) && !idle {
-                continue;
-            }
-            let _op = entry.op.lock().await;
-            let Some(mut meta) = entry.get() else {
-                continue;
-            };
-            if meta.timed_out(now) {
-                info!(transactional_id = %id, producer_id = meta.producer_id,
-                    timeout_ms = meta.timeout_ms, "aborting a transaction past its timeout");
-                if !meta.bump_epoch() {
-                    warn!(transactional_id = %id, "producer epoch exhausted; aborting without a bump");
-                }
-                if let Err(e) = self.end(&id, &entry, meta, false).await {
-                    warn!(transactional_id = %id, error = ?e, "cannot abort a timed-out transaction");
-                }
-            } else if now - meta.last_update_ms > self.limits.id_expiration_ms
-                && !meta.state.is_preparing()
-                && meta.state != TxnState::Ongoing
-                && self.write(&id, None).await.is_ok()
-            {
-                entry.set(None);
-                // Only if no request holds the entry (it would recreate the id in it): the map
-                // and this sweep hold the only references.
-                self.entries
-                    .remove_if(&id, |_, e| Arc::strong_count(e) <= 2);
-                info!(transactional_id = %id, "forgot an idle transactional id");
-            }
         }
     }
 }
@@ -732,4 +560,11 @@ impl TxnVerifier for ProduceVerifier {
                 .is_in_transaction(id, producer_id, producer_epoch, &self.partition)
         })
     }
+}
+
+/// A state write that did not make it to the log: the client retries against a coordinator
+/// it is told is not available.
+fn storage_failure(id: &str, e: &InternalLogError) -> ResponseError {
+    warn!(transactional_id = %id, error = %e, "cannot write transaction state");
+    ResponseError::CoordinatorNotAvailable
 }

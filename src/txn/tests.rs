@@ -6,70 +6,27 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
-use tokio::sync::Semaphore;
+use bytes::Bytes;
 
 use super::state::{PendingOffset, TxnMetadata, TxnState};
 use super::{TransactionCoordinator, TxnLimits};
-use crate::config::{Config, Durability, WritePath};
+use crate::config::Config;
 use crate::group::GroupCoordinator;
 use crate::group::offsets::OffsetStore;
-use crate::log::batch::{ValidatedBatch, verify_batch};
 use crate::log::commit::AckLevel;
 use crate::log::internal_log::InternalLog;
 use crate::log::manager::LogManager;
-use crate::log::partition::{Appended, Partition, PartitionOptions};
-use crate::log::transactions::TxnVerifier;
+use crate::log::partition::tests::{ALLOW, batch, options};
+use crate::log::partition::{Appended, Partition};
 use crate::metadata::ProducerIdAllocator;
 use crate::shutdown::Shutdown;
 
-struct Allow;
-
-impl TxnVerifier for Allow {
-    fn verify(&self, _producer_id: i64, _producer_epoch: i16) -> bool {
-        true
-    }
-}
-
-fn txn_batch(producer_id: i64) -> ValidatedBatch {
-    let record = Record {
-        transactional: true,
-        control: false,
-        partition_leader_epoch: 0,
-        producer_id,
-        producer_epoch: 0,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: 0,
-        timestamp: 1_000,
-        key: None,
-        value: Some(Bytes::from_static(b"v")),
-        headers: Default::default(),
-        delete_horizon: false,
-    };
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        std::iter::once(&record),
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .unwrap();
-    let bytes = buf.freeze();
-    ValidatedBatch {
-        header: verify_batch(&bytes).unwrap(),
-        bytes,
-    }
-}
-
 async fn write(partition: &Partition, producer_id: i64) -> i64 {
     let Appended::New { append, .. } = partition
-        .append(vec![txn_batch(producer_id)], Some(&Allow))
+        .append(
+            vec![batch(Some((producer_id, 0, 0)), true, 1)],
+            Some(&ALLOW),
+        )
         .await
         .unwrap()
     else {
@@ -103,14 +60,7 @@ async fn recovery_finishes_decided_transactions_and_keeps_open_ones() {
     let mut config = Config::embedded().unwrap();
     config.data_dir = dir.path().to_path_buf();
     let config = Arc::new(config);
-    let options = PartitionOptions {
-        writer: crate::log::writer::spawn(Durability::Fsync, Duration::from_millis(100)).unwrap(),
-        durability: Durability::Fsync,
-        write_path: WritePath::Background,
-        write_budget: Arc::new(Semaphore::new(64 << 20)),
-        write_budget_bytes: 64 << 20,
-    };
-    let (logs, _) = LogManager::open(config.clone(), options).unwrap();
+    let (logs, _) = LogManager::open(config.clone(), options()).unwrap();
     let logs = Arc::new(logs);
     logs.create_topic("t", 2, 1, BTreeMap::new(), false)
         .await

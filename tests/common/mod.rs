@@ -13,9 +13,7 @@ use kafka_protocol::messages::{
     fetch_request::{FetchPartition, FetchTopic},
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Compression, Record, TimestampType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use weir::config::Config;
@@ -269,17 +267,37 @@ pub fn record(offset: i64, timestamp: i64, key: Option<Bytes>, value: Bytes) -> 
 
 /// Encodes records as one v2 batch.
 pub fn encode(records: &[Record], compression: Compression) -> BytesMut {
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        records.iter(),
-        &RecordEncodeOptions {
-            version: 2,
-            compression,
-        },
-    )
-    .unwrap();
-    buf
+    BytesMut::from(&weir::log::batch::encode_records(records, compression).unwrap()[..])
+}
+
+/// A batch of `count` records of producer `id` at `epoch`, sequences from `first_seq`, values
+/// `<tag>-<i>`; transactional or only idempotent.
+pub fn producer_batch(
+    id: i64,
+    epoch: i16,
+    first_seq: i32,
+    count: i32,
+    tag: &str,
+    transactional: bool,
+) -> Bytes {
+    let records: Vec<Record> = (0..count)
+        .map(|i| Record {
+            transactional,
+            control: false,
+            partition_leader_epoch: 0,
+            producer_id: id,
+            producer_epoch: epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i64::from(i),
+            sequence: first_seq + i,
+            timestamp: 1_700_000_000_000,
+            key: None,
+            value: Some(Bytes::from(format!("{tag}-{i}"))),
+            headers: Default::default(),
+            delete_horizon: false,
+        })
+        .collect();
+    encode(&records, Compression::None).freeze()
 }
 
 /// A record batch of `count` records with values `value-<start+i>`.

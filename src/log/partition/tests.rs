@@ -6,23 +6,22 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use bytes::Bytes;
+use kafka_protocol::records::{Compression, Record, TimestampType};
 use tokio::sync::Semaphore;
 
 use super::{Appended, Isolation, Partition, PartitionOptions};
 use crate::config::{Config, Durability, WritePath};
 use crate::log::LogError;
-use crate::log::batch::{ValidatedBatch, verify_batch};
+use crate::log::batch::{ValidatedBatch, encode_records, verify_batch};
 use crate::log::commit::AckLevel;
 use crate::log::control::ControlType;
 use crate::log::producer_state::SequenceError;
 use crate::log::topic_config::TopicConfig;
 use crate::log::transactions::{AbortedTxn, TxnVerifier};
 
-struct Coordinator {
+/// A transaction coordinator that says yes or no to every verification.
+pub(crate) struct Coordinator {
     allow: bool,
 }
 
@@ -32,25 +31,33 @@ impl TxnVerifier for Coordinator {
     }
 }
 
-const ALLOW: Coordinator = Coordinator { allow: true };
+pub(crate) const ALLOW: Coordinator = Coordinator { allow: true };
 const DENY: Coordinator = Coordinator { allow: false };
 
-fn open(dir: &std::path::Path) -> Arc<Partition> {
-    let writer = crate::log::writer::spawn(Durability::Fsync, Duration::from_millis(100)).unwrap();
-    let options = PartitionOptions {
-        writer,
+/// Options for a test partition: `fsync` durability, its own writer thread.
+pub(crate) fn options() -> PartitionOptions {
+    PartitionOptions {
+        writer: crate::log::writer::spawn(Durability::Fsync, Duration::from_millis(100)).unwrap(),
         durability: Durability::Fsync,
         write_path: WritePath::Background,
         write_budget: Arc::new(Semaphore::new(64 << 20)),
         write_budget_bytes: 64 << 20,
-    };
+    }
+}
+
+fn open(dir: &std::path::Path) -> Arc<Partition> {
+    let options = options();
     let config =
         Arc::new(TopicConfig::resolve(&Config::embedded().unwrap(), &BTreeMap::new()).unwrap());
     Partition::open(&dir.join("t-0"), "t", 0, config, options, true).unwrap()
 }
 
 /// A batch of `count` records; `producer` is (id, epoch, first sequence).
-fn batch(producer: Option<(i64, i16, i32)>, transactional: bool, count: i32) -> ValidatedBatch {
+pub(crate) fn batch(
+    producer: Option<(i64, i16, i32)>,
+    transactional: bool,
+    count: i32,
+) -> ValidatedBatch {
     let (producer_id, producer_epoch, sequence) = producer.unwrap_or((-1, -1, -1));
     let records: Vec<Record> = (0..count)
         .map(|i| Record {
@@ -70,17 +77,7 @@ fn batch(producer: Option<(i64, i16, i32)>, transactional: bool, count: i32) -> 
             delete_horizon: false,
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        records.iter(),
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .unwrap();
-    let bytes = buf.freeze();
+    let bytes = encode_records(&records, Compression::None).unwrap();
     ValidatedBatch {
         header: verify_batch(&bytes).unwrap(),
         bytes,

@@ -194,12 +194,10 @@ impl TransactionCoordinator {
         }
         match meta.state {
             TxnState::Ongoing => {
-                // Fence the old instance with a higher epoch on the abort markers.
-                if !meta.bump_epoch() {
-                    meta.producer_id = self.allocate_producer_id().await?;
-                    meta.producer_epoch = 0;
-                    meta.last_producer_epoch = -1;
-                }
+                // Fence the old instance with a higher epoch on the abort markers (an
+                // exhausted epoch aborts at the current one; the new producer id below then
+                // leaves the old instance nothing to write with).
+                meta.bump_epoch();
                 meta = self.end(id, &entry, meta, false).await?;
             }
             TxnState::PrepareCommit | TxnState::PrepareAbort => {
@@ -245,8 +243,8 @@ impl TransactionCoordinator {
         .await
     }
 
-    /// Whether every partition is part of the producer's ongoing transaction
-    /// (AddPartitionsToTxn v4+ `verify_only`).
+    /// Whether the partition is part of the producer's ongoing transaction (produce
+    /// verification, and AddPartitionsToTxn v4+ `verify_only`).
     pub fn is_in_transaction(
         &self,
         id: &str,

@@ -197,16 +197,7 @@ async fn open_groups(
     logs: &LogManager,
     shutdown: &Shutdown,
 ) -> Result<Arc<GroupCoordinator>, BrokerError> {
-    let overrides = [
-        ("cleanup.policy", "compact".to_string()),
-        (
-            "segment.bytes",
-            config.offsets_log_segment_bytes.to_string(),
-        ),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let overrides = rewritten_log_overrides(config.offsets_log_segment_bytes);
     let log = logs.open_internal_log(OFFSETS_LOG, overrides).await?;
     let offsets = OffsetStore::open(log, config.offsets_log_segment_bytes as u64).await?;
     let limits = GroupLimits {
@@ -225,6 +216,17 @@ async fn open_groups(
     Ok(groups)
 }
 
+/// Topic configs of an internal log that is compacted by rewriting its live state.
+fn rewritten_log_overrides(segment_bytes: i64) -> std::collections::BTreeMap<String, String> {
+    [
+        ("cleanup.policy", "compact".to_string()),
+        ("segment.bytes", segment_bytes.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
 /// The transaction coordinator, with its state replayed from its internal log.
 async fn open_transactions(
     config: &Config,
@@ -232,16 +234,7 @@ async fn open_transactions(
     groups: &Arc<GroupCoordinator>,
     producer_ids: &Arc<ProducerIdAllocator>,
 ) -> Result<Arc<TransactionCoordinator>, BrokerError> {
-    let overrides = [
-        ("cleanup.policy", "compact".to_string()),
-        (
-            "segment.bytes",
-            config.transaction_log_segment_bytes.to_string(),
-        ),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let overrides = rewritten_log_overrides(config.transaction_log_segment_bytes);
     let log = logs.open_internal_log(TRANSACTION_LOG, overrides).await?;
     let limits = TxnLimits {
         max_timeout_ms: config.transaction_max_timeout_ms,

@@ -10,8 +10,7 @@ use common::{TestBroker, decode_records};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::describe_producers_request::TopicRequest;
 use kafka_protocol::messages::{
-    ApiKey, DescribeProducersRequest, InitProducerIdRequest, InitProducerIdResponse, RequestKind,
-    ResponseKind,
+    ApiKey, DescribeProducersRequest, InitProducerIdResponse, RequestKind, ResponseKind,
 };
 
 fn idempotent_batch(id: i64, epoch: i16, first_seq: i32, count: i32, tag: &str) -> Bytes {
@@ -19,21 +18,7 @@ fn idempotent_batch(id: i64, epoch: i16, first_seq: i32, count: i32, tag: &str) 
 }
 
 async fn init_producer_id(client: &mut common::Client, version: i16) -> InitProducerIdResponse {
-    let mut request = InitProducerIdRequest::default();
-    request.transaction_timeout_ms = 60_000;
-    request.producer_id = kafka_protocol::messages::ProducerId(-1);
-    request.producer_epoch = -1;
-    let ResponseKind::InitProducerId(response) = client
-        .call(
-            ApiKey::InitProducerId,
-            version,
-            RequestKind::InitProducerId(request),
-        )
-        .await
-    else {
-        panic!("not an InitProducerId response");
-    };
-    response
+    client.init_producer_id(None, 60_000, version).await
 }
 
 /// Produces one batch; returns (error code, base offset).

@@ -18,9 +18,9 @@ use kafka_protocol::messages::txn_offset_commit_request::{
 };
 use kafka_protocol::messages::{
     AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey,
-    DescribeTransactionsRequest, EndTxnRequest, FetchResponse, GroupId, InitProducerIdRequest,
-    ListOffsetsRequest, ListTransactionsRequest, OffsetFetchRequest, ProducerId, RequestKind,
-    ResponseKind, TransactionalId, TxnOffsetCommitRequest,
+    DescribeTransactionsRequest, EndTxnRequest, FetchResponse, GroupId, ListOffsetsRequest,
+    ListTransactionsRequest, OffsetFetchRequest, ProducerId, RequestKind, ResponseKind,
+    TransactionalId, TxnOffsetCommitRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -40,21 +40,7 @@ async fn init(
     version: i16,
     timeout_ms: i32,
 ) -> (i16, i64, i16) {
-    let mut request = InitProducerIdRequest::default();
-    request.transactional_id = Some(txn_id(id));
-    request.transaction_timeout_ms = timeout_ms;
-    request.producer_id = ProducerId(-1);
-    request.producer_epoch = -1;
-    let ResponseKind::InitProducerId(response) = client
-        .call(
-            ApiKey::InitProducerId,
-            version,
-            RequestKind::InitProducerId(request),
-        )
-        .await
-    else {
-        panic!("not an InitProducerId response");
-    };
+    let response = client.init_producer_id(Some(id), timeout_ms, version).await;
     (
         response.error_code,
         response.producer_id.0,

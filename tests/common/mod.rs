@@ -7,8 +7,9 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, FetchRequest, FetchResponse, ProduceRequest, ProduceResponse,
-    RequestHeader, RequestKind, ResponseHeader, ResponseKind, TopicName,
+    ApiKey, CreateTopicsRequest, FetchRequest, FetchResponse, InitProducerIdRequest,
+    InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId, RequestHeader,
+    RequestKind, ResponseHeader, ResponseKind, TopicName, TransactionalId,
     create_topics_request::{CreatableTopic, CreatableTopicConfig},
     fetch_request::{FetchPartition, FetchTopic},
 };
@@ -189,6 +190,32 @@ impl Client {
             .await
         else {
             panic!("wrong response")
+        };
+        response
+    }
+
+    /// InitProducerId at `version`, for an idempotent (`None`) or transactional producer.
+    pub async fn init_producer_id(
+        &mut self,
+        transactional_id: Option<&str>,
+        timeout_ms: i32,
+        version: i16,
+    ) -> InitProducerIdResponse {
+        let mut request = InitProducerIdRequest::default();
+        request.transactional_id =
+            transactional_id.map(|id| TransactionalId(StrBytes::from_string(id.to_string())));
+        request.transaction_timeout_ms = timeout_ms;
+        request.producer_id = ProducerId(-1);
+        request.producer_epoch = -1;
+        let ResponseKind::InitProducerId(response) = self
+            .call(
+                ApiKey::InitProducerId,
+                version,
+                RequestKind::InitProducerId(request),
+            )
+            .await
+        else {
+            panic!("not an InitProducerId response");
         };
         response
     }

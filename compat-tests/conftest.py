@@ -84,7 +84,7 @@ class Broker:
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
 
-    def start(self, timeout: float = 30.0):
+    def start(self, timeout: float = 30.0, poll_interval: float = 0.05):
         assert self.proc is None or self.proc.poll() is not None, "already running"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cmd = [str(self.binary), "--listen", self.bootstrap, "--data-dir", str(self.data_dir),
@@ -107,7 +107,7 @@ class Broker:
                 raise RuntimeError(f"weir exited with {code} during start-up:\n{self.log_tail()}")
             if api_versions_ok(self.bootstrap, timeout=1.0):
                 return
-            time.sleep(0.05)
+            time.sleep(poll_interval)
         raise RuntimeError(f"weir did not answer ApiVersions within {timeout}s:\n{self.log_tail()}")
 
     def is_running(self) -> bool:

@@ -64,6 +64,7 @@ pub struct BatchHeader {
     pub base_offset: i64,
     /// Whole batch size on disk, including the 12-byte log overhead.
     pub size: usize,
+    pub partition_leader_epoch: i32,
     pub magic: i8,
     pub crc: u32,
     pub attributes: i16,
@@ -85,7 +86,7 @@ impl BatchHeader {
         let mut b = buf;
         let base_offset = b.get_i64();
         let batch_length = b.get_i32();
-        let _partition_leader_epoch = b.get_i32();
+        let partition_leader_epoch = b.get_i32();
         let magic = b.get_i8();
         let crc = b.get_u32();
         let attributes = b.get_i16();
@@ -102,6 +103,7 @@ impl BatchHeader {
         Ok(BatchHeader {
             base_offset,
             size: LOG_OVERHEAD + batch_length as usize,
+            partition_leader_epoch,
             magic,
             crc,
             attributes,

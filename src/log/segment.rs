@@ -15,6 +15,7 @@ use tracing::warn;
 use super::batch::{BATCH_HEADER_LEN, BatchHeader, verify_batch};
 use super::control::control_type;
 use super::index::{IndexKind, SparseIndex};
+use super::partition::LEADER_EPOCH;
 use super::producer_state::{ProducerBatch, ProducerStates};
 use super::transactions::TxnEvent;
 
@@ -176,8 +177,14 @@ impl Segment {
                     break;
                 }
             }
-            if let Some(prev) = extents.last().map(|e: &(BatchExtent, i64)| e.0)
-                && header.base_offset <= prev.last_offset
+            // The fields the CRC leaves out must hold what the writer put there: offsets
+            // follow on from the previous batch (from the segment's base for the first) and
+            // the leader epoch is this node's.
+            let expected = extents
+                .last()
+                .map_or(base_offset, |(e, _): &(BatchExtent, i64)| e.last_offset + 1);
+            if header.base_offset != expected
+                || !(0..=LEADER_EPOCH).contains(&header.partition_leader_epoch)
             {
                 break;
             }
@@ -440,110 +447,4 @@ fn write_all_vectored(mut file: &File, mut slices: &mut [IoSlice<'_>]) -> std::i
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::log::batch::patched_prefix;
-    use crate::log::batch::tests::sample_batch;
-    use kafka_protocol::records::Compression;
-
-    fn append(segment: &Segment, next: &mut i64, count: i64, ts: i64) {
-        let bytes = sample_batch(count, ts, Compression::None);
-        let batch = AppendBatch {
-            prefix: patched_prefix(&bytes, *next, 0),
-            base_offset: *next,
-            last_offset: *next + count - 1,
-            max_timestamp: ts + count - 1,
-            bytes,
-        };
-        segment.append(&[batch]).unwrap();
-        *next += count;
-    }
-
-    #[test]
-    fn file_names_are_20_digits() {
-        assert_eq!(segment_file_name(42, "log"), "00000000000000000042.log");
-        assert_eq!(
-            parse_segment_file_name("00000000000000000042.log"),
-            Some(42)
-        );
-        assert_eq!(parse_segment_file_name("42.log"), None);
-        assert_eq!(parse_segment_file_name("00000000000000000042.index"), None);
-    }
-
-    #[test]
-    fn append_read_and_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let segment = Segment::create(dir.path(), 100, 0, 0).unwrap();
-        let mut next = 100;
-        for i in 0..10 {
-            append(&segment, &mut next, 3, 1_000 * i);
-        }
-        assert_eq!(segment.next_offset(), 130);
-        // Offset inside a batch returns the whole batch (clients skip earlier records).
-        let SegmentRead::Data(bytes) = segment.read(104, i64::MAX, 1, true).unwrap() else {
-            panic!("no data")
-        };
-        let header = BatchHeader::parse(&bytes).unwrap();
-        assert_eq!(header.base_offset, 103);
-        assert_eq!(bytes.len(), header.size);
-        // The high watermark bounds reads.
-        let SegmentRead::Data(bytes) = segment.read(100, 106, 1 << 20, true).unwrap() else {
-            panic!("no data")
-        };
-        let (_, first) = BatchHeader::peek_extent(&bytes).unwrap();
-        assert_eq!(bytes.len(), 2 * first);
-        assert!(matches!(
-            segment.read(106, 106, 1 << 20, true).unwrap(),
-            SegmentRead::Uncommitted
-        ));
-        assert!(matches!(
-            segment.read(100, i64::MAX, 10, false).unwrap(),
-            SegmentRead::DoesNotFit
-        ));
-        assert!(matches!(
-            segment.read(130, i64::MAX, 1 << 20, true).unwrap(),
-            SegmentRead::NotHere
-        ));
-        // By timestamp: the first batch with max timestamp >= target.
-        let batch = segment.find_by_timestamp(2_001, i64::MAX).unwrap().unwrap();
-        assert_eq!(BatchHeader::parse(&batch).unwrap().base_offset, 106);
-        drop(segment);
-
-        let (reopened, report) = Segment::open(dir.path(), 100, 0, true, 0).unwrap();
-        assert_eq!(report.truncated_bytes, 0);
-        assert_eq!(report.batches, 10);
-        assert_eq!(reopened.next_offset(), 130);
-        assert_eq!(reopened.max_timestamp(), 9_002);
-    }
-
-    #[test]
-    fn torn_tail_is_truncated_to_the_valid_prefix() {
-        let dir = tempfile::tempdir().unwrap();
-        let segment = Segment::create(dir.path(), 0, 4096, 0).unwrap();
-        let mut next = 0;
-        for i in 0..5 {
-            append(&segment, &mut next, 2, i);
-        }
-        let good = segment.size();
-        drop(segment);
-        let path = dir.path().join(segment_file_name(0, "log"));
-        let mut bytes = std::fs::read(&path).unwrap();
-        let cut = bytes.len() - 7;
-        bytes.truncate(cut);
-        std::fs::write(&path, &bytes).unwrap();
-        let (segment, report) = Segment::open(dir.path(), 0, 4096, true, 0).unwrap();
-        assert!(report.truncated_bytes > 0);
-        assert_eq!(segment.next_offset(), 8);
-        assert!(segment.size() < good);
-
-        // A flipped bit inside the last complete batch is caught by the CRC.
-        drop(segment);
-        let mut bytes = std::fs::read(&path).unwrap();
-        let last = bytes.len() - 3;
-        bytes[last] ^= 0x10;
-        std::fs::write(&path, &bytes).unwrap();
-        let (segment, report) = Segment::open(dir.path(), 0, 4096, true, 0).unwrap();
-        assert!(report.truncated_bytes > 0);
-        assert_eq!(segment.next_offset(), 6);
-    }
-}
+mod tests;

@@ -1,0 +1,202 @@
+use super::*;
+use crate::log::batch::patched_prefix;
+use crate::log::batch::tests::sample_batch;
+use kafka_protocol::records::Compression;
+
+fn append(segment: &Segment, next: &mut i64, count: i64, ts: i64) {
+    let bytes = sample_batch(count, ts, Compression::None);
+    let batch = AppendBatch {
+        prefix: patched_prefix(&bytes, *next, 0),
+        base_offset: *next,
+        last_offset: *next + count - 1,
+        max_timestamp: ts + count - 1,
+        bytes,
+    };
+    segment.append(&[batch]).unwrap();
+    *next += count;
+}
+
+#[test]
+fn file_names_are_20_digits() {
+    assert_eq!(segment_file_name(42, "log"), "00000000000000000042.log");
+    assert_eq!(
+        parse_segment_file_name("00000000000000000042.log"),
+        Some(42)
+    );
+    assert_eq!(parse_segment_file_name("42.log"), None);
+    assert_eq!(parse_segment_file_name("00000000000000000042.index"), None);
+}
+
+#[test]
+fn append_read_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let segment = Segment::create(dir.path(), 100, 0, 0).unwrap();
+    let mut next = 100;
+    for i in 0..10 {
+        append(&segment, &mut next, 3, 1_000 * i);
+    }
+    assert_eq!(segment.next_offset(), 130);
+    // Offset inside a batch returns the whole batch (clients skip earlier records).
+    let SegmentRead::Data(bytes) = segment.read(104, i64::MAX, 1, true).unwrap() else {
+        panic!("no data")
+    };
+    let header = BatchHeader::parse(&bytes).unwrap();
+    assert_eq!(header.base_offset, 103);
+    assert_eq!(bytes.len(), header.size);
+    // The high watermark bounds reads.
+    let SegmentRead::Data(bytes) = segment.read(100, 106, 1 << 20, true).unwrap() else {
+        panic!("no data")
+    };
+    let (_, first) = BatchHeader::peek_extent(&bytes).unwrap();
+    assert_eq!(bytes.len(), 2 * first);
+    assert!(matches!(
+        segment.read(106, 106, 1 << 20, true).unwrap(),
+        SegmentRead::Uncommitted
+    ));
+    assert!(matches!(
+        segment.read(100, i64::MAX, 10, false).unwrap(),
+        SegmentRead::DoesNotFit
+    ));
+    assert!(matches!(
+        segment.read(130, i64::MAX, 1 << 20, true).unwrap(),
+        SegmentRead::NotHere
+    ));
+    // By timestamp: the first batch with max timestamp >= target.
+    let batch = segment.find_by_timestamp(2_001, i64::MAX).unwrap().unwrap();
+    assert_eq!(BatchHeader::parse(&batch).unwrap().base_offset, 106);
+    drop(segment);
+
+    let (reopened, report) = Segment::open(dir.path(), 100, 0, true, 0).unwrap();
+    assert_eq!(report.truncated_bytes, 0);
+    assert_eq!(report.batches, 10);
+    assert_eq!(reopened.next_offset(), 130);
+    assert_eq!(reopened.max_timestamp(), 9_002);
+}
+
+#[test]
+fn torn_tail_is_truncated_to_the_valid_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let segment = Segment::create(dir.path(), 0, 4096, 0).unwrap();
+    let mut next = 0;
+    for i in 0..5 {
+        append(&segment, &mut next, 2, i);
+    }
+    let good = segment.size();
+    drop(segment);
+    let path = dir.path().join(segment_file_name(0, "log"));
+    let mut bytes = std::fs::read(&path).unwrap();
+    let cut = bytes.len() - 7;
+    bytes.truncate(cut);
+    std::fs::write(&path, &bytes).unwrap();
+    let (segment, report) = Segment::open(dir.path(), 0, 4096, true, 0).unwrap();
+    assert!(report.truncated_bytes > 0);
+    assert_eq!(segment.next_offset(), 8);
+    assert!(segment.size() < good);
+
+    // A flipped bit inside the last complete batch is caught by the CRC.
+    drop(segment);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 3;
+    bytes[last] ^= 0x10;
+    std::fs::write(&path, &bytes).unwrap();
+    let (segment, report) = Segment::open(dir.path(), 0, 4096, true, 0).unwrap();
+    assert!(report.truncated_bytes > 0);
+    assert_eq!(segment.next_offset(), 6);
+}
+
+/// A segment of four batches (one compressed), with the byte position and next offset after
+/// each batch.
+fn small_segment(dir: &Path) -> (Vec<u8>, Vec<(u64, i64)>) {
+    let segment = Segment::create(dir, 10, 64, 0).unwrap();
+    let mut next = 10;
+    let mut boundaries = vec![(0u64, 10i64)];
+    for (i, (count, compression)) in [
+        (1, Compression::None),
+        (3, Compression::None),
+        (4, Compression::Gzip),
+        (2, Compression::None),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let bytes = sample_batch(count, 1_000 * i as i64, compression);
+        let batch = AppendBatch {
+            prefix: patched_prefix(&bytes, next, 0),
+            base_offset: next,
+            last_offset: next + count - 1,
+            max_timestamp: 1_000 * i as i64 + count - 1,
+            bytes,
+        };
+        segment.append(&[batch]).unwrap();
+        next += count;
+        boundaries.push((segment.size(), next));
+    }
+    drop(segment);
+    let bytes = std::fs::read(dir.join(segment_file_name(10, "log"))).unwrap();
+    (bytes, boundaries)
+}
+
+/// Writes `bytes` as the segment's log (stale indexes left in place), recovers it and checks
+/// that exactly the longest valid prefix survived, on disk and in the recovered state.
+fn recover_and_expect(dir: &Path, bytes: &[u8], keep: (u64, i64), what: &str) {
+    std::fs::write(dir.join(segment_file_name(10, "log")), bytes).unwrap();
+    let (segment, report) = Segment::open(dir, 10, 64, true, 0).unwrap();
+    let (valid, next_offset) = keep;
+    assert_eq!(report.valid_bytes, valid, "{what}");
+    assert_eq!(report.truncated_bytes, bytes.len() as u64 - valid, "{what}");
+    assert_eq!(segment.size(), valid, "{what}");
+    assert_eq!(segment.next_offset(), next_offset, "{what}");
+    let on_disk = std::fs::read(dir.join(segment_file_name(10, "log"))).unwrap();
+    assert_eq!(
+        on_disk,
+        bytes[..valid as usize],
+        "{what}: the file is not the prefix"
+    );
+    // The rebuilt indexes find every surviving batch and nothing past it.
+    for offset in 10..next_offset {
+        let SegmentRead::Data(found) = segment.read(offset, i64::MAX, 1, true).unwrap() else {
+            panic!("{what}: offset {offset} not readable after recovery")
+        };
+        let header = BatchHeader::parse(&found).unwrap();
+        assert!(
+            header.base_offset <= offset && offset <= header.last_offset(),
+            "{what}"
+        );
+    }
+    assert!(
+        matches!(
+            segment.read(next_offset, i64::MAX, 1 << 20, true).unwrap(),
+            SegmentRead::NotHere
+        ),
+        "{what}: data past the valid prefix"
+    );
+}
+
+#[test]
+fn truncation_at_every_byte_keeps_exactly_the_complete_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bytes, boundaries) = small_segment(dir.path());
+    for cut in 0..=bytes.len() {
+        let keep = *boundaries
+            .iter()
+            .rev()
+            .find(|(pos, _)| *pos <= cut as u64)
+            .unwrap();
+        recover_and_expect(dir.path(), &bytes[..cut], keep, &format!("cut at {cut}"));
+    }
+}
+
+#[test]
+fn every_bit_flip_in_the_last_batch_drops_exactly_that_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bytes, boundaries) = small_segment(dir.path());
+    let keep = boundaries[boundaries.len() - 2];
+    for byte in keep.0 as usize..bytes.len() {
+        for bit in 0..8 {
+            let mut flipped = bytes.clone();
+            flipped[byte] ^= 1 << bit;
+            let what = format!("bit {bit} of byte {byte}");
+            recover_and_expect(dir.path(), &flipped, keep, &what);
+        }
+    }
+}

@@ -10,6 +10,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::info;
 
 use crate::config::Config;
+use crate::disk::Disk;
 use crate::group::GroupCoordinator;
 use crate::group::messages::GroupLimits;
 use crate::group::offsets::OffsetStore;
@@ -62,12 +63,24 @@ impl Broker {
         config: Config,
         bound: SocketAddr,
     ) -> Result<(Arc<Broker>, RecoverySummary), BrokerError> {
+        Broker::open_on(config, bound, crate::disk::os()).await
+    }
+
+    /// As `open`, with every file operation going through `disk` (tests pass a simulated
+    /// disk that can fail or lose power).
+    pub async fn open_on(
+        config: Config,
+        bound: SocketAddr,
+        disk: Arc<dyn Disk>,
+    ) -> Result<(Arc<Broker>, RecoverySummary), BrokerError> {
         let config = Arc::new(config);
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| BrokerError::DataDir {
-            path: config.data_dir.display().to_string(),
-            source,
-        })?;
-        let identity = NodeIdentity::load_or_create(&config.data_dir, config.node_id)?;
+        disk.create_dir_all(&config.data_dir)
+            .map_err(|source| BrokerError::DataDir {
+                path: config.data_dir.display().to_string(),
+                source,
+            })?;
+        let identity =
+            NodeIdentity::load_or_create(disk.as_ref(), &config.data_dir, config.node_id)?;
         let budget = permits(config.write_queue_max_bytes);
         let writer = crate::log::writer::spawn(
             config.durability,
@@ -75,6 +88,7 @@ impl Broker {
         )
         .map_err(BrokerError::WriterThread)?;
         let options = PartitionOptions {
+            disk: disk.clone(),
             writer,
             durability: config.durability,
             write_path: config.write_path,
@@ -96,7 +110,7 @@ impl Broker {
         let shutdown = Shutdown::new();
         let groups = open_groups(&config, &logs, &shutdown).await?;
         // After the log manager: it creates `__weir_meta`.
-        let producer_ids = Arc::new(ProducerIdAllocator::open(&config.data_dir)?);
+        let producer_ids = Arc::new(ProducerIdAllocator::open(disk, &config.data_dir)?);
         let txns = open_transactions(&config, &logs, &groups, &producer_ids).await?;
         txns.spawn_sweeper(
             Duration::from_millis(config.transaction_abort_timed_out_check_interval_ms),

@@ -16,6 +16,8 @@
 //!   group) and committed offsets, stored in an internal log through the same writer.
 //! - [`txn`]: the transaction coordinator (transactional ids, markers, its durable log); what
 //!   a partition knows of transactions (last stable offset, aborted ones) lives in [`log`].
+//! - [`disk`]: the storage seam (the real file system, and a simulated disk that loses what
+//!   was not fsynced, for power-loss and fault-injection tests).
 //! - [`config`]: the YAML configuration, its embedded default and validation.
 //! - [`shutdown`]: the one token every task watches for a graceful stop.
 
@@ -23,6 +25,7 @@
 
 pub mod broker;
 pub mod config;
+pub mod disk;
 pub mod group;
 pub mod log;
 pub mod metadata;

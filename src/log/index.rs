@@ -2,9 +2,11 @@
 //! file position (8-byte entries), `.timeindex` maps a max timestamp to a relative offset
 //! (12-byte entries). Entries live in memory for lookups and are appended to the files.
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::IoSlice;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::disk::Disk;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IndexKind {
@@ -28,6 +30,9 @@ impl IndexKind {
 pub struct SparseIndex {
     kind: IndexKind,
     path: PathBuf,
+    /// Index files are opened per write: only the active segment's are ever written, and
+    /// holding two more descriptors per segment would add up over thousands of segments.
+    disk: Arc<dyn Disk>,
     entries: Vec<(i64, u32)>,
     /// Encoded entries not yet written to the file.
     unwritten: Vec<u8>,
@@ -35,11 +40,16 @@ pub struct SparseIndex {
 
 impl SparseIndex {
     /// An empty index whose file is (re)written from scratch.
-    pub fn create(kind: IndexKind, path: &Path) -> std::io::Result<SparseIndex> {
-        File::create(path)?;
+    pub fn create(
+        disk: &Arc<dyn Disk>,
+        kind: IndexKind,
+        path: &Path,
+    ) -> std::io::Result<SparseIndex> {
+        disk.create_empty(path)?;
         Ok(SparseIndex {
             kind,
             path: path.to_path_buf(),
+            disk: disk.clone(),
             entries: Vec::new(),
             unwritten: Vec::new(),
         })
@@ -47,9 +57,13 @@ impl SparseIndex {
 
     /// Loads an index file; `None` when it is missing or not well formed (the caller rebuilds).
     /// `max_key` bounds offset keys (relative offsets past the log end mean a stale index).
-    pub fn load(kind: IndexKind, path: &Path, max_key: i64) -> Option<SparseIndex> {
-        let mut bytes = Vec::new();
-        File::open(path).ok()?.read_to_end(&mut bytes).ok()?;
+    pub fn load(
+        disk: &Arc<dyn Disk>,
+        kind: IndexKind,
+        path: &Path,
+        max_key: i64,
+    ) -> Option<SparseIndex> {
+        let bytes = disk.read_all(path).ok()?;
         let len = kind.entry_len();
         if bytes.len() % len != 0 {
             return None;
@@ -82,6 +96,7 @@ impl SparseIndex {
         Some(SparseIndex {
             kind,
             path: path.to_path_buf(),
+            disk: disk.clone(),
             entries,
             unwritten: Vec::new(),
         })
@@ -124,15 +139,15 @@ impl SparseIndex {
         if self.unwritten.is_empty() {
             return Ok(());
         }
-        let mut file = OpenOptions::new().append(true).open(&self.path)?;
-        file.write_all(&self.unwritten)?;
+        let file = self.disk.open_append(&self.path, false)?;
+        file.append(&mut [IoSlice::new(&self.unwritten)])?;
         self.unwritten.clear();
         Ok(())
     }
 
     pub fn sync(&mut self) -> std::io::Result<()> {
         self.write_pending()?;
-        File::open(&self.path)?.sync_all()
+        self.disk.open_append(&self.path, false)?.sync_all()
     }
 
     pub fn path(&self) -> &Path {
@@ -144,23 +159,27 @@ impl SparseIndex {
 mod tests {
     use super::*;
 
+    fn os() -> Arc<dyn Disk> {
+        crate::disk::os()
+    }
+
     #[test]
     fn offset_index_round_trips_and_floors() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.index");
-        let mut index = SparseIndex::create(IndexKind::Offset, &path).unwrap();
+        let mut index = SparseIndex::create(&os(), IndexKind::Offset, &path).unwrap();
         index.push(0, 0);
         index.push(10, 4096);
         index.push(25, 9000);
         index.push(25, 9999); // not increasing: ignored
         index.write_pending().unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 24);
-        let loaded = SparseIndex::load(IndexKind::Offset, &path, 100).unwrap();
+        let loaded = SparseIndex::load(&os(), IndexKind::Offset, &path, 100).unwrap();
         assert_eq!(loaded.floor(9), Some((0, 0)));
         assert_eq!(loaded.floor(10), Some((10, 4096)));
         assert_eq!(loaded.floor(1000), Some((25, 9000)));
         assert_eq!(loaded.below(10), Some((0, 0)));
-        assert!(SparseIndex::load(IndexKind::Offset, &path, 20).is_none());
+        assert!(SparseIndex::load(&os(), IndexKind::Offset, &path, 20).is_none());
     }
 
     #[test]
@@ -168,13 +187,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.timeindex");
         std::fs::write(&path, [0u8; 13]).unwrap();
-        assert!(SparseIndex::load(IndexKind::Time, &path, 0).is_none());
+        assert!(SparseIndex::load(&os(), IndexKind::Time, &path, 0).is_none());
         let mut bytes = Vec::new();
         bytes.extend_from_slice(&100i64.to_be_bytes());
         bytes.extend_from_slice(&5u32.to_be_bytes());
         bytes.extend_from_slice(&50i64.to_be_bytes());
         bytes.extend_from_slice(&6u32.to_be_bytes());
         std::fs::write(&path, bytes).unwrap();
-        assert!(SparseIndex::load(IndexKind::Time, &path, 0).is_none());
+        assert!(SparseIndex::load(&os(), IndexKind::Time, &path, 0).is_none());
     }
 }

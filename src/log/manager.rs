@@ -13,10 +13,11 @@ use tokio::sync::Mutex;
 use tracing::{info, warn};
 use uuid::Uuid;
 
-use super::partition::{Partition, PartitionOptions, partition_dir, sync_dir};
+use super::partition::{Partition, PartitionOptions, partition_dir};
 use super::topic_config::{TopicConfig, TopicConfigError};
 use super::{LogError, now_ms};
 use crate::config::Config;
+use crate::disk::Disk;
 use crate::metadata::{MetadataError, TopicRecord, TopicStore};
 
 const CLEAN_SHUTDOWN_FILE: &str = ".clean_shutdown";
@@ -151,11 +152,12 @@ impl LogManager {
         options: PartitionOptions,
     ) -> Result<(LogManager, RecoverySummary), TopicError> {
         let data_dir = config.data_dir.clone();
-        let store = TopicStore::open(&data_dir)?;
+        let disk = options.disk.clone();
+        let store = TopicStore::open(disk.clone(), &data_dir)?;
         let records: Vec<TopicRecord> = store.topics().cloned().collect();
         let marker = data_dir.join(CLEAN_SHUTDOWN_FILE);
-        let clean_shutdown = marker.exists();
-        remove_deleted_dirs(&data_dir);
+        let clean_shutdown = disk.exists(&marker);
+        remove_deleted_dirs(disk.as_ref(), &data_dir);
         let manager = LogManager {
             config: config.clone(),
             data_dir: data_dir.clone(),
@@ -172,15 +174,15 @@ impl LogManager {
             manager.topics.insert(record.name.clone(), topic);
         }
         // Partition directories recreated by recovery (missing ones) become durable too.
-        sync_dir(&data_dir).map_err(|source| LogError::Io {
+        disk.sync_dir(&data_dir).map_err(|source| LogError::Io {
             context: "syncing the data directory".into(),
             source,
         })?;
         if clean_shutdown {
             // The marker must be gone for good before anything is written: were it to come
             // back after a crash, the next start would skip recovery of torn tails.
-            std::fs::remove_file(&marker)
-                .and_then(|()| sync_dir(&data_dir))
+            disk.remove_file(&marker)
+                .and_then(|()| disk.sync_dir(&data_dir))
                 .map_err(|source| LogError::Io {
                     context: "removing the clean-shutdown marker".into(),
                     source,
@@ -226,6 +228,10 @@ impl LogManager {
         )?)
     }
 
+    pub fn disk(&self) -> &Arc<dyn Disk> {
+        &self.options.disk
+    }
+
     pub fn config(&self) -> &Config {
         &self.config
     }
@@ -245,8 +251,9 @@ impl LogManager {
         let options = self.options.clone();
         let verify = !self.clean_start;
         let partition = tokio::task::spawn_blocking(move || {
+            let disk = options.disk.clone();
             let partition = Partition::open(&dir, &name, 0, config, options, verify)?;
-            sync_dir(&parent).map_err(|source| LogError::Io {
+            disk.sync_dir(&parent).map_err(|source| LogError::Io {
                 context: format!("creating internal log {name}"),
                 source,
             })?;
@@ -357,17 +364,20 @@ impl LogManager {
                 .map(|index| {
                     let dir = partition_dir(&manager.data_dir, &topic.name, index);
                     // A directory left by a crash between create and catalogue write is stale.
-                    if dir.exists() {
-                        let _ = std::fs::remove_dir_all(&dir);
+                    if manager.disk().exists(&dir) {
+                        let _ = manager.disk().remove_dir_all(&dir);
                     }
                     manager.open_partition(&topic.name, index, &config, false)
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             // One fsync makes every new partition directory's entry durable.
-            sync_dir(&manager.data_dir).map_err(|source| LogError::Io {
-                context: "creating partitions".into(),
-                source,
-            })?;
+            manager
+                .disk()
+                .sync_dir(&manager.data_dir)
+                .map_err(|source| LogError::Io {
+                    context: "creating partitions".into(),
+                    source,
+                })?;
             Ok(opened)
         })
         .await
@@ -445,18 +455,19 @@ impl LogManager {
                 partition.index(),
                 topic.id.simple()
             ));
-            match std::fs::rename(partition.dir(), &target) {
+            match self.disk().rename(partition.dir(), &target) {
                 Ok(()) => doomed.push(target),
                 Err(e) => warn!(topic = name, error = %e, "could not rename partition directory"),
             }
         }
-        if let Err(e) = sync_dir(&self.data_dir) {
+        if let Err(e) = self.disk().sync_dir(&self.data_dir) {
             warn!(topic = name, error = %e, "could not fsync the data directory after deletion");
         }
         drop(store);
+        let disk = self.disk().clone();
         tokio::task::spawn_blocking(move || {
             for dir in doomed {
-                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                if let Err(e) = disk.remove_dir_all(&dir) {
                     warn!(dir = %dir.display(), error = %e, "could not remove partition directory");
                 }
             }
@@ -509,8 +520,12 @@ impl LogManager {
         }
         if clean {
             let marker = self.data_dir.join(CLEAN_SHUTDOWN_FILE);
-            std::fs::write(&marker, now_ms().to_string())
-                .and_then(|()| sync_dir(&self.data_dir))
+            let disk = self.disk();
+            disk.create_empty(&marker)
+                .and_then(|file| {
+                    file.append(&mut [std::io::IoSlice::new(now_ms().to_string().as_bytes())])
+                })
+                .and_then(|()| disk.sync_dir(&self.data_dir))
                 .map_err(|source| LogError::Io {
                     context: "writing the clean-shutdown marker".into(),
                     source,
@@ -521,17 +536,16 @@ impl LogManager {
 }
 
 /// Removes directories of topics whose deletion a crash interrupted.
-fn remove_deleted_dirs(data_dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(data_dir) else {
+fn remove_deleted_dirs(disk: &dyn Disk, data_dir: &Path) {
+    let Ok(entries) = disk.list_dir(data_dir) else {
         return;
     };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().to_string();
-        if name.ends_with("-delete")
-            && entry.path().is_dir()
-            && let Err(e) = std::fs::remove_dir_all(entry.path())
+    for entry in entries {
+        if entry.name.ends_with("-delete")
+            && entry.is_dir
+            && let Err(e) = disk.remove_dir_all(&data_dir.join(&entry.name))
         {
-            warn!(dir = name, error = %e, "could not remove deleted partition directory");
+            warn!(dir = entry.name, error = %e, "could not remove deleted partition directory");
         }
     }
 }

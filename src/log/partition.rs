@@ -18,6 +18,7 @@ use super::transactions::PartitionTxns;
 use super::writer::{WriterCommand, WriterHandle};
 use super::{LogError, now_ms};
 use crate::config::{Durability, WritePath};
+use crate::disk::Disk;
 
 mod append;
 mod read;
@@ -31,6 +32,8 @@ pub const LEADER_EPOCH: i32 = 0;
 /// Settings every partition of the broker shares.
 #[derive(Debug, Clone)]
 pub struct PartitionOptions {
+    /// The storage every file operation goes through.
+    pub disk: Arc<dyn Disk>,
     /// The log directory's writer thread.
     pub writer: WriterHandle,
     pub durability: Durability,
@@ -44,6 +47,7 @@ pub struct PartitionOptions {
 pub struct PartitionLog {
     name: String,
     dir: PathBuf,
+    disk: Arc<dyn Disk>,
     config: RwLock<Arc<TopicConfig>>,
     segments: RwLock<BTreeMap<i64, Arc<Segment>>>,
     log_start_offset: AtomicI64,
@@ -107,12 +111,13 @@ impl PartitionLog {
         active.sync_indexes()?;
         let config = self.config();
         let segment = Arc::new(Segment::create(
+            &self.disk,
             &self.dir,
             next_offset,
             config.index_interval_bytes.max(0) as usize,
             now_ms(),
         )?);
-        sync_dir(&self.dir)?;
+        self.disk.sync_dir(&self.dir)?;
         self.segments_mut().insert(next_offset, segment.clone());
         Ok(segment)
     }
@@ -233,11 +238,13 @@ impl Partition {
         };
         // A new directory's own entry is made durable by the caller (one fsync of the data
         // directory for all partitions it creates).
-        std::fs::create_dir_all(dir).map_err(io)?;
-        let mut bases: Vec<i64> = std::fs::read_dir(dir)
+        let disk = &options.disk;
+        disk.create_dir_all(dir).map_err(io)?;
+        let mut bases: Vec<i64> = disk
+            .list_dir(dir)
             .map_err(io)?
-            .filter_map(|entry| entry.ok())
-            .filter_map(|entry| parse_segment_file_name(&entry.file_name().to_string_lossy()))
+            .iter()
+            .filter_map(|entry| parse_segment_file_name(&entry.name))
             .collect();
         bases.sort_unstable();
         let interval = config.index_interval_bytes.max(0) as usize;
@@ -249,15 +256,15 @@ impl Partition {
         for (i, base) in bases.iter().enumerate() {
             let is_last = Some(i) == last;
             let (segment, report) =
-                Segment::open(dir, *base, interval, verify && is_last, now).map_err(io)?;
+                Segment::open(disk, dir, *base, interval, verify && is_last, now).map_err(io)?;
             log_recovery(&name, *base, &report);
             producers.extend(report.producers);
             txns.replay(report.txn_events);
             segments.insert(*base, Arc::new(segment));
         }
         if segments.is_empty() {
-            let segment = Segment::create(dir, 0, interval, now).map_err(io)?;
-            sync_dir(dir).map_err(io)?;
+            let segment = Segment::create(disk, dir, 0, interval, now).map_err(io)?;
+            disk.sync_dir(dir).map_err(io)?;
             segments.insert(0, Arc::new(segment));
         }
         let log_start_offset = segments.keys().next().copied().unwrap_or(0);
@@ -272,6 +279,7 @@ impl Partition {
         let log = Arc::new(PartitionLog {
             name,
             dir: dir.to_path_buf(),
+            disk: disk.clone(),
             config: RwLock::new(config),
             segments: RwLock::new(segments),
             log_start_offset: AtomicI64::new(log_start_offset),
@@ -392,11 +400,6 @@ fn log_recovery(name: &str, base: i64, report: &RecoveryReport) {
             "recovery truncated a torn or corrupt segment tail"
         );
     }
-}
-
-/// fsync of a directory, so a created or renamed file's entry survives a power loss.
-pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

@@ -2,15 +2,15 @@
 //! sparse `.index` and `.timeindex`. The partition's writer task is the only writer; fetches
 //! read concurrently with positional reads bounded by what the writer has completed.
 
-use std::fs::{File, OpenOptions};
-use std::io::{IoSlice, Write};
-use std::os::unix::fs::FileExt;
+use std::io::IoSlice;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tracing::warn;
+
+use crate::disk::{Disk, DiskFile};
 
 use super::batch::{BATCH_HEADER_LEN, BatchHeader, verify_batch};
 use super::control::control_type;
@@ -59,7 +59,8 @@ pub struct BatchExtent {
 pub struct Segment {
     base_offset: i64,
     dir: PathBuf,
-    file: File,
+    disk: Arc<dyn Disk>,
+    file: Arc<dyn DiskFile>,
     /// Bytes of complete batches in the file: readers never look past it.
     size: AtomicU64,
     /// Offset after the last batch (the base offset while empty).
@@ -87,24 +88,28 @@ pub struct RecoveryReport {
 impl Segment {
     /// Creates a new, empty segment (its files must not exist yet with data).
     pub fn create(
+        disk: &Arc<dyn Disk>,
         dir: &Path,
         base_offset: i64,
         index_interval_bytes: usize,
         now_ms: i64,
     ) -> std::io::Result<Segment> {
-        let file = open_log(&dir.join(segment_file_name(base_offset, "log")), true)?;
+        let file = disk.open_append(&dir.join(segment_file_name(base_offset, "log")), true)?;
         let indexes = Indexes {
             offset: SparseIndex::create(
+                disk,
                 IndexKind::Offset,
                 &dir.join(segment_file_name(base_offset, "index")),
             )?,
             time: SparseIndex::create(
+                disk,
                 IndexKind::Time,
                 &dir.join(segment_file_name(base_offset, "timeindex")),
             )?,
             bytes_since_entry: 0,
         };
         Ok(Segment::new(
+            disk,
             dir,
             base_offset,
             file,
@@ -115,9 +120,10 @@ impl Segment {
     }
 
     fn new(
+        disk: &Arc<dyn Disk>,
         dir: &Path,
         base_offset: i64,
-        file: File,
+        file: Arc<dyn DiskFile>,
         indexes: Indexes,
         index_interval_bytes: usize,
         created_ms: i64,
@@ -125,6 +131,7 @@ impl Segment {
         Segment {
             base_offset,
             dir: dir.to_path_buf(),
+            disk: disk.clone(),
             file,
             size: AtomicU64::new(0),
             next_offset: AtomicI64::new(base_offset),
@@ -139,6 +146,7 @@ impl Segment {
     /// Opens an existing segment. With `verify`, every batch is CRC-checked and a torn or
     /// corrupt tail is truncated away; indexes are rebuilt whenever they cannot be trusted.
     pub fn open(
+        disk: &Arc<dyn Disk>,
         dir: &Path,
         base_offset: i64,
         index_interval_bytes: usize,
@@ -146,8 +154,8 @@ impl Segment {
         now_ms: i64,
     ) -> std::io::Result<(Segment, RecoveryReport)> {
         let log_path = dir.join(segment_file_name(base_offset, "log"));
-        let file = open_log(&log_path, false)?;
-        let file_len = file.metadata()?.len();
+        let file = disk.open_append(&log_path, false)?;
+        let file_len = file.size()?;
         let index_path = dir.join(segment_file_name(base_offset, "index"));
         let time_path = dir.join(segment_file_name(base_offset, "timeindex"));
 
@@ -242,30 +250,25 @@ impl Segment {
             .last()
             .map_or(base_offset, |(e, _)| e.last_offset + 1);
         let max_rel = next_offset - base_offset;
-        let loaded = if verify || report.truncated_bytes > 0 {
-            None
-        } else {
-            SparseIndex::load(IndexKind::Offset, &index_path, max_rel).zip(SparseIndex::load(
-                IndexKind::Time,
-                &time_path,
-                max_rel,
-            ))
-        };
+        let loaded =
+            if verify || report.truncated_bytes > 0 {
+                None
+            } else {
+                SparseIndex::load(disk, IndexKind::Offset, &index_path, max_rel).zip(
+                    SparseIndex::load(disk, IndexKind::Time, &time_path, max_rel),
+                )
+            };
         let rebuild = loaded.is_none();
         let (offset, time) = match loaded {
             Some(pair) => pair,
             None => (
-                SparseIndex::create(IndexKind::Offset, &index_path)?,
-                SparseIndex::create(IndexKind::Time, &time_path)?,
+                SparseIndex::create(disk, IndexKind::Offset, &index_path)?,
+                SparseIndex::create(disk, IndexKind::Time, &time_path)?,
             ),
         };
-        let created_ms = file
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(now_ms, |d| d.as_millis() as i64);
+        let created_ms = file.modified_ms().unwrap_or(now_ms);
         let segment = Segment::new(
+            disk,
             dir,
             base_offset,
             file,
@@ -366,7 +369,7 @@ impl Segment {
             slices.push(IoSlice::new(&batch.prefix));
             slices.push(IoSlice::new(&batch.bytes[16..]));
         }
-        write_all_vectored(&self.file, &mut slices)?;
+        self.file.append(&mut slices)?;
         let mut pos = self.size();
         let mut indexes = self.lock_indexes();
         for batch in batches {
@@ -406,7 +409,7 @@ impl Segment {
     pub fn delete_files(&self) {
         for ext in ["log", "index", "timeindex"] {
             let path = self.dir.join(segment_file_name(self.base_offset, ext));
-            if let Err(e) = std::fs::remove_file(&path)
+            if let Err(e) = self.disk.remove_file(&path)
                 && e.kind() != std::io::ErrorKind::NotFound
             {
                 warn!(path = %path.display(), error = %e, "could not delete segment file");
@@ -423,27 +426,6 @@ pub struct AppendBatch {
     pub base_offset: i64,
     pub last_offset: i64,
     pub max_timestamp: i64,
-}
-
-fn open_log(path: &Path, create_new: bool) -> std::io::Result<File> {
-    let mut options = OpenOptions::new();
-    options.read(true).append(true);
-    if create_new {
-        options.create(true);
-    }
-    options.open(path)
-}
-
-fn write_all_vectored(mut file: &File, mut slices: &mut [IoSlice<'_>]) -> std::io::Result<()> {
-    while !slices.is_empty() {
-        match file.write_vectored(slices) {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(n) => IoSlice::advance_slices(&mut slices, n),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 
 use std::path::Path;
 
-use super::{MetadataError, write_atomically};
+use super::MetadataError;
+use crate::disk::{Disk, write_atomically};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeIdentity {
@@ -16,14 +17,19 @@ const FILE_NAME: &str = "meta.properties";
 
 impl NodeIdentity {
     /// Loads the identity of `data_dir`, creating it for a new directory.
-    pub fn load_or_create(data_dir: &Path, node_id: i32) -> Result<NodeIdentity, MetadataError> {
+    pub fn load_or_create(
+        disk: &dyn Disk,
+        data_dir: &Path,
+        node_id: i32,
+    ) -> Result<NodeIdentity, MetadataError> {
         let path = data_dir.join(FILE_NAME);
         let io = |source| MetadataError::Io {
             context: format!("reading {}", path.display()),
             source,
         };
-        match std::fs::read_to_string(&path) {
-            Ok(text) => {
+        match disk.read_all(&path) {
+            Ok(bytes) => {
+                let text = String::from_utf8_lossy(&bytes);
                 let identity = parse(&text).ok_or_else(|| MetadataError::Corrupt {
                     path: path.display().to_string(),
                     message: "expected cluster.id and node.id".into(),
@@ -48,7 +54,7 @@ impl NodeIdentity {
                     "#Written by Weir on first start\nversion=1\ncluster.id={}\nnode.id={}\n",
                     identity.cluster_id, identity.node_id
                 );
-                write_atomically(&path, text.as_bytes()).map_err(io)?;
+                write_atomically(disk, &path, text.as_bytes()).map_err(io)?;
                 Ok(identity)
             }
             Err(e) => Err(io(e)),
@@ -104,10 +110,10 @@ mod tests {
     #[test]
     fn identity_is_created_once_and_checked() {
         let dir = tempfile::tempdir().unwrap();
-        let first = NodeIdentity::load_or_create(dir.path(), 0).unwrap();
+        let first = NodeIdentity::load_or_create(&crate::disk::OsDisk, dir.path(), 0).unwrap();
         assert_eq!(first.cluster_id.len(), 22);
-        let again = NodeIdentity::load_or_create(dir.path(), 0).unwrap();
+        let again = NodeIdentity::load_or_create(&crate::disk::OsDisk, dir.path(), 0).unwrap();
         assert_eq!(first, again);
-        assert!(NodeIdentity::load_or_create(dir.path(), 1).is_err());
+        assert!(NodeIdentity::load_or_create(&crate::disk::OsDisk, dir.path(), 1).is_err());
     }
 }

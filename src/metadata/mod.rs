@@ -13,6 +13,8 @@ pub use topics::{TopicRecord, TopicStore};
 
 use thiserror::Error;
 
+use crate::disk::{Disk, write_atomically};
+
 #[derive(Debug, Error)]
 pub enum MetadataError {
     #[error("{context}: {source}")]
@@ -24,28 +26,12 @@ pub enum MetadataError {
     Corrupt { path: String, message: String },
 }
 
-/// Writes `bytes` to `path` so that a crash leaves either the old or the new content:
-/// temp file, fsync, rename, fsync of the directory.
-pub(crate) fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path
-        .parent()
-        .ok_or_else(|| std::io::Error::other("path has no parent directory"))?;
-    let tmp = path.with_extension("tmp");
-    {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    std::fs::File::open(dir)?.sync_all()
-}
-
 /// Reads a JSON metadata file; `None` when it does not exist yet.
 pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
+    disk: &dyn Disk,
     path: &std::path::Path,
 ) -> Result<Option<T>, MetadataError> {
-    match std::fs::read(path) {
+    match disk.read_all(path) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
             .map_err(|e| MetadataError::Corrupt {
@@ -62,6 +48,7 @@ pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
 
 /// Writes `value` as JSON to `path` atomically and durably (`write_atomically`).
 pub(crate) fn write_json<T: serde::Serialize>(
+    disk: &dyn Disk,
     path: &std::path::Path,
     value: &T,
 ) -> Result<(), MetadataError> {
@@ -69,7 +56,7 @@ pub(crate) fn write_json<T: serde::Serialize>(
         path: path.display().to_string(),
         message: e.to_string(),
     })?;
-    write_atomically(path, &bytes).map_err(|source| MetadataError::Io {
+    write_atomically(disk, path, &bytes).map_err(|source| MetadataError::Io {
         context: format!("writing {}", path.display()),
         source,
     })

@@ -3,11 +3,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{MetadataError, read_json, write_json};
+use crate::disk::Disk;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicRecord {
@@ -27,6 +29,7 @@ struct Catalogue {
 /// The catalogue file. Callers serialise changes (the log manager's admin lock).
 #[derive(Debug)]
 pub struct TopicStore {
+    disk: Arc<dyn Disk>,
     path: PathBuf,
     topics: BTreeMap<String, TopicRecord>,
 }
@@ -34,14 +37,15 @@ pub struct TopicStore {
 impl TopicStore {
     pub const DIR: &'static str = "__weir_meta";
 
-    pub fn open(data_dir: &Path) -> Result<TopicStore, MetadataError> {
+    pub fn open(disk: Arc<dyn Disk>, data_dir: &Path) -> Result<TopicStore, MetadataError> {
         let dir = data_dir.join(Self::DIR);
-        std::fs::create_dir_all(&dir).map_err(|source| MetadataError::Io {
-            context: format!("creating {}", dir.display()),
-            source,
-        })?;
+        disk.create_dir_all(&dir)
+            .map_err(|source| MetadataError::Io {
+                context: format!("creating {}", dir.display()),
+                source,
+            })?;
         let path = dir.join("topics.json");
-        let topics = read_json::<Catalogue>(&path)?
+        let topics = read_json::<Catalogue>(disk.as_ref(), &path)?
             .map(|catalogue| {
                 catalogue
                     .topics
@@ -50,7 +54,7 @@ impl TopicStore {
                     .collect()
             })
             .unwrap_or_default();
-        Ok(TopicStore { path, topics })
+        Ok(TopicStore { disk, path, topics })
     }
 
     pub fn topics(&self) -> impl Iterator<Item = &TopicRecord> {
@@ -82,7 +86,7 @@ impl TopicStore {
             version: 1,
             topics: self.topics.values().cloned().collect(),
         };
-        write_json(&self.path, &catalogue)
+        write_json(self.disk.as_ref(), &self.path, &catalogue)
     }
 }
 
@@ -93,7 +97,7 @@ mod tests {
     #[test]
     fn catalogue_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = TopicStore::open(dir.path()).unwrap();
+        let mut store = TopicStore::open(crate::disk::os(), dir.path()).unwrap();
         let record = TopicRecord {
             name: "orders".into(),
             id: Uuid::new_v4(),
@@ -110,7 +114,7 @@ mod tests {
             })
             .unwrap();
         store.remove("gone").unwrap();
-        let reopened = TopicStore::open(dir.path()).unwrap();
+        let reopened = TopicStore::open(crate::disk::os(), dir.path()).unwrap();
         let topics: Vec<_> = reopened.topics().cloned().collect();
         assert_eq!(topics, vec![record]);
     }

@@ -99,7 +99,7 @@ async fn recovery_finishes_decided_transactions_and_keeps_open_ones() {
     }
     assert_eq!(p0.watermarks().last_stable_offset, 0);
 
-    let producer_ids = Arc::new(ProducerIdAllocator::open(dir.path()).unwrap());
+    let producer_ids = Arc::new(ProducerIdAllocator::open(crate::disk::os(), dir.path()).unwrap());
     let limits = TxnLimits {
         max_timeout_ms: 900_000,
         id_expiration_ms: 7 * 24 * 3600 * 1000,

@@ -37,6 +37,7 @@ const DENY: Coordinator = Coordinator { allow: false };
 /// Options for a test partition: `fsync` durability, its own writer thread.
 pub(crate) fn options() -> PartitionOptions {
     PartitionOptions {
+        disk: crate::disk::os(),
         writer: crate::log::writer::spawn(Durability::Fsync, Duration::from_millis(100)).unwrap(),
         durability: Durability::Fsync,
         write_path: WritePath::Background,

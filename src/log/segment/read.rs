@@ -1,8 +1,6 @@
 //! The read side of a segment: positional reads of whole batches for fetches, bounded by
 //! what the writer completed and by the high watermark, and lookups by offset and timestamp.
 
-use std::os::unix::fs::FileExt;
-
 use bytes::{Bytes, BytesMut};
 
 use super::{BatchExtent, EXTENT_LEN, Segment};

@@ -3,6 +3,10 @@ use crate::log::batch::patched_prefix;
 use crate::log::batch::tests::sample_batch;
 use kafka_protocol::records::Compression;
 
+fn os() -> Arc<dyn Disk> {
+    crate::disk::os()
+}
+
 fn append(segment: &Segment, next: &mut i64, count: i64, ts: i64) {
     let bytes = sample_batch(count, ts, Compression::None);
     let batch = AppendBatch {
@@ -30,7 +34,7 @@ fn file_names_are_20_digits() {
 #[test]
 fn append_read_and_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let segment = Segment::create(dir.path(), 100, 0, 0).unwrap();
+    let segment = Segment::create(&os(), dir.path(), 100, 0, 0).unwrap();
     let mut next = 100;
     for i in 0..10 {
         append(&segment, &mut next, 3, 1_000 * i);
@@ -66,7 +70,7 @@ fn append_read_and_reopen() {
     assert_eq!(BatchHeader::parse(&batch).unwrap().base_offset, 106);
     drop(segment);
 
-    let (reopened, report) = Segment::open(dir.path(), 100, 0, true, 0).unwrap();
+    let (reopened, report) = Segment::open(&os(), dir.path(), 100, 0, true, 0).unwrap();
     assert_eq!(report.truncated_bytes, 0);
     assert_eq!(report.batches, 10);
     assert_eq!(reopened.next_offset(), 130);
@@ -76,7 +80,7 @@ fn append_read_and_reopen() {
 #[test]
 fn torn_tail_is_truncated_to_the_valid_prefix() {
     let dir = tempfile::tempdir().unwrap();
-    let segment = Segment::create(dir.path(), 0, 4096, 0).unwrap();
+    let segment = Segment::create(&os(), dir.path(), 0, 4096, 0).unwrap();
     let mut next = 0;
     for i in 0..5 {
         append(&segment, &mut next, 2, i);
@@ -88,7 +92,7 @@ fn torn_tail_is_truncated_to_the_valid_prefix() {
     let cut = bytes.len() - 7;
     bytes.truncate(cut);
     std::fs::write(&path, &bytes).unwrap();
-    let (segment, report) = Segment::open(dir.path(), 0, 4096, true, 0).unwrap();
+    let (segment, report) = Segment::open(&os(), dir.path(), 0, 4096, true, 0).unwrap();
     assert!(report.truncated_bytes > 0);
     assert_eq!(segment.next_offset(), 8);
     assert!(segment.size() < good);
@@ -99,7 +103,7 @@ fn torn_tail_is_truncated_to_the_valid_prefix() {
     let last = bytes.len() - 3;
     bytes[last] ^= 0x10;
     std::fs::write(&path, &bytes).unwrap();
-    let (segment, report) = Segment::open(dir.path(), 0, 4096, true, 0).unwrap();
+    let (segment, report) = Segment::open(&os(), dir.path(), 0, 4096, true, 0).unwrap();
     assert!(report.truncated_bytes > 0);
     assert_eq!(segment.next_offset(), 6);
 }
@@ -107,7 +111,7 @@ fn torn_tail_is_truncated_to_the_valid_prefix() {
 /// A segment of four batches (one compressed), with the byte position and next offset after
 /// each batch.
 fn small_segment(dir: &Path) -> (Vec<u8>, Vec<(u64, i64)>) {
-    let segment = Segment::create(dir, 10, 64, 0).unwrap();
+    let segment = Segment::create(&os(), dir, 10, 64, 0).unwrap();
     let mut next = 10;
     let mut boundaries = vec![(0u64, 10i64)];
     for (i, (count, compression)) in [
@@ -140,7 +144,7 @@ fn small_segment(dir: &Path) -> (Vec<u8>, Vec<(u64, i64)>) {
 /// that exactly the longest valid prefix survived, on disk and in the recovered state.
 fn recover_and_expect(dir: &Path, bytes: &[u8], keep: (u64, i64), what: &str) {
     std::fs::write(dir.join(segment_file_name(10, "log")), bytes).unwrap();
-    let (segment, report) = Segment::open(dir, 10, 64, true, 0).unwrap();
+    let (segment, report) = Segment::open(&os(), dir, 10, 64, true, 0).unwrap();
     let (valid, next_offset) = keep;
     assert_eq!(report.valid_bytes, valid, "{what}");
     assert_eq!(report.truncated_bytes, bytes.len() as u64 - valid, "{what}");

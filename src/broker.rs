@@ -74,11 +74,12 @@ impl Broker {
         disk: Arc<dyn Disk>,
     ) -> Result<(Arc<Broker>, RecoverySummary), BrokerError> {
         let config = Arc::new(config);
-        disk.create_dir_all(&config.data_dir)
-            .map_err(|source| BrokerError::DataDir {
+        crate::disk::create_dir_durable(disk.as_ref(), &config.data_dir).map_err(|source| {
+            BrokerError::DataDir {
                 path: config.data_dir.display().to_string(),
                 source,
-            })?;
+            }
+        })?;
         let identity =
             NodeIdentity::load_or_create(disk.as_ref(), &config.data_dir, config.node_id)?;
         let budget = permits(config.write_queue_max_bytes);

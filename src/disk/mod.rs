@@ -72,3 +72,18 @@ pub fn write_atomically(disk: &dyn Disk, path: &Path, bytes: &[u8]) -> io::Resul
     disk.rename(&tmp, path)?;
     disk.sync_dir(dir)
 }
+
+/// Creates `path` and any missing parents, each made durable in its parent directory
+/// (a directory entry survives a power loss only once its parent is fsynced).
+pub fn create_dir_durable(disk: &dyn Disk, path: &Path) -> io::Result<()> {
+    if disk.exists(path) {
+        return Ok(());
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_dir_durable(disk, parent)?;
+        disk.create_dir_all(path)?;
+        disk.sync_dir(parent)
+    } else {
+        disk.create_dir_all(path)
+    }
+}

@@ -59,6 +59,8 @@ struct State {
     ops: u64,
     syncs: u64,
     dead: bool,
+    /// The kind of operation the crash point hit.
+    crashed_in: Option<&'static str>,
     rng: SplitMix64,
 }
 
@@ -87,6 +89,7 @@ impl SimDisk {
                 ops: 0,
                 syncs: 0,
                 dead: false,
+                crashed_in: None,
                 rng: SplitMix64(seed),
             })),
         }
@@ -99,6 +102,11 @@ impl SimDisk {
     /// Whether the crash point was reached (everything since failed).
     pub fn is_dead(&self) -> bool {
         self.lock().dead
+    }
+
+    /// The kind of operation the crash point hit (append, fsync, create, ...).
+    pub fn crashed_in(&self) -> Option<&'static str> {
+        self.lock().crashed_in
     }
 
     /// Mutating operations so far.
@@ -163,6 +171,7 @@ impl SimDisk {
                 ops: 0,
                 syncs: 0,
                 dead: false,
+                crashed_in: None,
                 rng: SplitMix64(seed ^ 0x5eed),
             })),
         }
@@ -224,12 +233,16 @@ impl State {
 
     /// Counts a mutating operation; true when it is the crash point (the caller applies it,
     /// possibly in part, then the disk is dead).
-    fn step(&mut self) -> io::Result<bool> {
+    fn step(&mut self, kind: &'static str) -> io::Result<bool> {
         if self.dead {
             return Err(dead());
         }
         self.ops += 1;
-        Ok(self.faults.crash_at_op == Some(self.ops))
+        let crash = self.faults.crash_at_op == Some(self.ops);
+        if crash {
+            self.crashed_in = Some(kind);
+        }
+        Ok(crash)
     }
 
     /// The directory inode holding `path`'s last component, and that component.
@@ -280,7 +293,7 @@ impl State {
             return Err(not_found());
         }
         let (dir, name) = self.parent_of(path)?;
-        let crash = self.step()?;
+        let crash = self.step("create file")?;
         let ino = self.next_inode;
         self.next_inode += 1;
         self.files.insert(ino, FileState::default());
@@ -292,7 +305,7 @@ impl State {
     }
 
     fn sync_file(&mut self, ino: u64) -> io::Result<()> {
-        let crash = self.step()?;
+        let crash = self.step("fsync file")?;
         self.syncs += 1;
         let fail = self.faults.fail_sync_at == Some(self.syncs);
         let file = self.file(ino)?;
@@ -354,7 +367,7 @@ impl Disk for SimDisk {
                     return Err(io::Error::new(io::ErrorKind::NotADirectory, "a file"));
                 }
                 None => {
-                    let crash = state.step()?;
+                    let crash = state.step("create dir")?;
                     let ino = state.next_inode;
                     state.next_inode += 1;
                     state.dirs.insert(ino, Entries::new());
@@ -398,7 +411,7 @@ impl Disk for SimDisk {
         if !matches!(state.lookup(path)?, Node::File(_)) {
             return Err(io::Error::new(io::ErrorKind::IsADirectory, "a dir"));
         }
-        let crash = state.step()?;
+        let crash = state.step("remove file")?;
         if let Some(entries) = state.dirs.get_mut(&dir) {
             entries.remove(name);
         }
@@ -410,7 +423,7 @@ impl Disk for SimDisk {
         let mut state = self.lock();
         let (dir, name) = state.parent_of(path)?;
         state.lookup(path)?;
-        let crash = state.step()?;
+        let crash = state.step("remove dir")?;
         // The subtree's inodes stay: a power cut may bring the entry back.
         if let Some(entries) = state.dirs.get_mut(&dir) {
             entries.remove(name);
@@ -424,7 +437,7 @@ impl Disk for SimDisk {
         let node = state.lookup(from)?;
         let (from_dir, from_name) = state.parent_of(from)?;
         let (to_dir, to_name) = state.parent_of(to)?;
-        let crash = state.step()?;
+        let crash = state.step("rename")?;
         if let Some(entries) = state.dirs.get_mut(&from_dir) {
             entries.remove(from_name);
         }
@@ -440,7 +453,7 @@ impl Disk for SimDisk {
         let Node::Dir(ino) = state.lookup(path)? else {
             return Err(io::Error::new(io::ErrorKind::NotADirectory, "a file"));
         };
-        let crash = state.step()?;
+        let crash = state.step("fsync dir")?;
         if crash {
             state.dead = true;
             return Err(dead());
@@ -461,7 +474,7 @@ struct SimFile {
 impl DiskFile for SimFile {
     fn append(&self, bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
         let mut state = self.disk.lock();
-        let crash = state.step()?;
+        let crash = state.step("append")?;
         let total: usize = bufs.iter().map(|b| b.len()).sum();
         if let Some(capacity) = state.faults.capacity
             && state.used() + total as u64 > capacity
@@ -511,7 +524,7 @@ impl DiskFile for SimFile {
 
     fn set_len(&self, len: u64) -> io::Result<()> {
         let mut state = self.disk.lock();
-        let crash = state.step()?;
+        let crash = state.step("truncate")?;
         let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         state.file(self.ino)?.data.resize(len, 0);
         state.dead |= crash;

@@ -27,6 +27,9 @@ pub mod topic_config;
 pub mod transactions;
 pub mod writer;
 
+#[cfg(test)]
+mod power_loss_tests;
+
 use kafka_protocol::ResponseError;
 use thiserror::Error;
 

@@ -403,3 +403,28 @@ pub fn write_inline(log: &Arc<PartitionLog>, request: WriteRequest, sync: bool) 
     }];
     write_group(jobs, sync, None);
 }
+
+/// A writer without a thread of its own: the caller runs each group. Crash simulations use
+/// it so that every file operation happens in one order a seed decides, replayably.
+pub fn manual(durability: Durability) -> (WriterHandle, ManualWriter) {
+    let (tx, rx) = channel();
+    (WriterHandle { tx }, ManualWriter { rx, durability })
+}
+
+pub struct ManualWriter {
+    rx: Receiver<Job>,
+    durability: Durability,
+}
+
+impl ManualWriter {
+    /// Writes one group of at most `max_jobs` queued commands, as the writer thread would
+    /// (without its helper threads); returns how many it took.
+    pub fn run_group(&self, max_jobs: usize) -> usize {
+        let jobs: Vec<Job> = self.rx.try_iter().take(max_jobs).collect();
+        let taken = jobs.len();
+        if taken > 0 {
+            write_group(jobs, self.durability == Durability::Fsync, None);
+        }
+        taken
+    }
+}

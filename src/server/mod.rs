@@ -39,6 +39,14 @@ pub struct RunningServer {
 impl RunningServer {
     /// Binds the listener, recovers the data directory and starts accepting clients.
     pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
+        RunningServer::start_on(config, crate::disk::os()).await
+    }
+
+    /// As `start`, with every file operation going through `disk`.
+    pub async fn start_on(
+        config: Config,
+        disk: Arc<dyn crate::disk::Disk>,
+    ) -> Result<RunningServer, ServerError> {
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -50,7 +58,7 @@ impl RunningServer {
             addr: config.listen,
             source,
         })?;
-        let (broker, recovered) = Broker::open(config, local_addr).await?;
+        let (broker, recovered) = Broker::open_on(config, local_addr, disk).await?;
         let accept_loop = tokio::spawn(serve(broker.clone(), listener));
         Ok(RunningServer {
             broker,

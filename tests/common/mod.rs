@@ -2,6 +2,7 @@
 //! Kafka client over a real socket built on `kafka-protocol`.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -18,12 +19,15 @@ use kafka_protocol::records::{Compression, Record, TimestampType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use weir::config::Config;
+use weir::disk::sim::SimDisk;
 use weir::server::RunningServer;
 
 pub struct TestBroker {
     pub server: Option<RunningServer>,
     pub dir: tempfile::TempDir,
     pub extra: String,
+    /// A simulated disk under `/data` instead of the temp directory.
+    pub disk: Option<SimDisk>,
 }
 
 impl TestBroker {
@@ -34,18 +38,43 @@ impl TestBroker {
     /// Starts a broker whose config is the defaults plus the YAML `extra`.
     pub async fn start_with(extra: &str) -> TestBroker {
         let dir = tempfile::tempdir().unwrap();
-        let server = Self::boot(dir.path(), extra).await;
+        let server = Self::boot(dir.path(), extra, None).await;
         TestBroker {
             server: Some(server),
             dir,
             extra: extra.to_string(),
+            disk: None,
         }
     }
 
-    async fn boot(dir: &std::path::Path, extra: &str) -> RunningServer {
-        let yaml = format!("listen: 127.0.0.1:0\ndata_dir: {}\n{extra}", dir.display());
+    /// Starts a broker whose data directory `/data` lives on the simulated `disk`.
+    pub async fn start_on(disk: SimDisk, extra: &str) -> TestBroker {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Self::boot(dir.path(), extra, Some(&disk)).await;
+        TestBroker {
+            server: Some(server),
+            dir,
+            extra: extra.to_string(),
+            disk: Some(disk),
+        }
+    }
+
+    async fn boot(dir: &std::path::Path, extra: &str, disk: Option<&SimDisk>) -> RunningServer {
+        let data_dir = match disk {
+            Some(_) => std::path::PathBuf::from("/data"),
+            None => dir.to_path_buf(),
+        };
+        let yaml = format!(
+            "listen: 127.0.0.1:0\ndata_dir: {}\n{extra}",
+            data_dir.display()
+        );
         let config = Config::from_yaml_overrides(&yaml).unwrap();
-        RunningServer::start(config).await.unwrap()
+        match disk {
+            Some(disk) => RunningServer::start_on(config, Arc::new(disk.clone()))
+                .await
+                .unwrap(),
+            None => RunningServer::start(config).await.unwrap(),
+        }
     }
 
     pub fn addr(&self) -> std::net::SocketAddr {
@@ -61,7 +90,7 @@ impl TestBroker {
         if let Some(server) = self.server.take() {
             server.shutdown(Duration::from_secs(10)).await;
         }
-        self.server = Some(Self::boot(self.dir.path(), &self.extra).await);
+        self.server = Some(Self::boot(self.dir.path(), &self.extra, self.disk.as_ref()).await);
     }
 
     pub async fn stop(&mut self) {
@@ -71,7 +100,7 @@ impl TestBroker {
     }
 
     pub async fn start_again(&mut self) {
-        self.server = Some(Self::boot(self.dir.path(), &self.extra).await);
+        self.server = Some(Self::boot(self.dir.path(), &self.extra, self.disk.as_ref()).await);
     }
 }
 

@@ -33,3 +33,6 @@ pub mod protocol;
 pub mod server;
 pub mod shutdown;
 pub mod txn;
+
+#[cfg(test)]
+mod test_figures;

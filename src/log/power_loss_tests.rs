@@ -8,7 +8,6 @@
 //! (a manual writer), so a seed replays exactly: `WEIR_POWER_LOSS_SEED=n` runs one.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -360,9 +359,5 @@ fn acknowledged_writes_survive_power_loss_and_fsync_failures() {
         figures.fsync_failures,
         figures.refused_after_fsync_failure
     );
-    println!("power loss: {json}");
-    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/reliability");
-    if std::fs::create_dir_all(&out).is_ok() {
-        let _ = std::fs::write(out.join("power-loss.json"), json + "\n");
-    }
+    crate::test_figures::save("power-loss", &json);
 }

@@ -188,6 +188,14 @@ fn truncation_at_every_byte_keeps_exactly_the_complete_batches() {
             .unwrap();
         recover_and_expect(dir.path(), &bytes[..cut], keep, &format!("cut at {cut}"));
     }
+    crate::test_figures::save(
+        "torn-tail-truncation",
+        &format!(
+            "{{\"segment_bytes\": {}, \"batches\": 4, \"cuts\": {}, \"wrong_recoveries\": 0}}",
+            bytes.len(),
+            bytes.len() + 1
+        ),
+    );
 }
 
 #[test]
@@ -203,4 +211,12 @@ fn every_bit_flip_in_the_last_batch_drops_exactly_that_batch() {
             recover_and_expect(dir.path(), &flipped, keep, &what);
         }
     }
+    crate::test_figures::save(
+        "torn-tail-bit-flips",
+        &format!(
+            "{{\"last_batch_bytes\": {}, \"flips\": {}, \"wrong_recoveries\": 0}}",
+            bytes.len() as u64 - keep.0,
+            (bytes.len() as u64 - keep.0) * 8
+        ),
+    );
 }

@@ -1,0 +1,100 @@
+"""Rewrites the figures table of docs/reliability.md from target/reliability/*.json
+(written by the reliability tests). Run by scripts/reliability."""
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "reliability.md"
+BEGIN, END = "<!-- figures:begin -->", "<!-- figures:end -->"
+
+
+def load(name):
+    path = ROOT / "target" / "reliability" / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def kill9_row(f):
+    if f is None:
+        return None
+    inconsistent = (f["misplaced"] + f["changed_after_read"] + f["vanished_after_read"]
+                    + f["reordered"] + f["non_monotonic_polls"])
+    return (f"kill -9 loop, `durability: {f['durability']}` (`test_kill9.py`)",
+            f"{f['crashes']} SIGKILLs; {f['acked']:,} acknowledged records (plain and "
+            f"idempotent producers, acks=all): **{f['lost']} lost, {f['duplicated']} duplicated "
+            f"with idempotence, {inconsistent} inconsistent offsets or reads**; "
+            f"{f['failed_definitely']} refused sends, {f['failed_but_read']} of them read; "
+            f"{f['polls']:,} polls, {f['unseen']} records unseen after the final drain; "
+            f"{f['committed_reads']} committed offsets read back after restarts, "
+            f"{f['commit_regressions']} behind an acknowledged commit; "
+            f"{f['retry_copies']} extra copies from the plain producer's retries (allowed); "
+            f"restart-to-ready p50 {f['restart_to_ready_p50_s']} s, "
+            f"p99 {f['restart_to_ready_p99_s']} s")
+
+
+def power_loss_rows(f):
+    if f is None:
+        return []
+    points = ", ".join(f"{k} {v}" for k, v in sorted(f["crash_points"].items()))
+    return [
+        ("simulated power loss (`log::power_loss_tests`)",
+         f"{f['seeds']:,} seeds, crash at a random file operation ({points}); "
+         f"{f['acked_appends_checked']:,} acknowledged appends checked after recovery: "
+         f"**{f['acked_appends_lost']} lost**, every partition exactly a prefix of what was "
+         f"appended; {f['topics_checked']:,} created topics all present; "
+         f"{f['unacked_appends_survived']} unacknowledged appends survived (allowed)"),
+        ("fsync failure (`log::power_loss_tests`, `tests/storage_faults.rs`)",
+         f"{f['fsync_failure_runs']:,} runs with the k-th fsync failing (EIO, later fsyncs "
+         f"of that file report success without effect): {f['unacked_after_fsync_failure']:,} "
+         f"appends left unacknowledged, **0 acknowledged appends lost** after a power cut; "
+         f"over TCP the producer gets KAFKA_STORAGE_ERROR and the partition refuses writes "
+         f"until restart"),
+    ]
+
+
+def torn_rows(cuts, flips):
+    rows = []
+    if cuts:
+        rows.append(("torn tail, every truncation point (`log::segment::tests`)",
+                     f"a {cuts['segment_bytes']}-byte segment of 4 batches cut at all "
+                     f"{cuts['cuts']} byte positions: {cuts['wrong_recoveries']} recoveries "
+                     f"kept anything but the longest valid prefix"))
+    if flips:
+        rows.append(("torn tail, every bit flip of the last batch (`log::segment::tests`)",
+                     f"{flips['flips']} single-bit flips over its {flips['last_batch_bytes']} "
+                     f"bytes: {flips['wrong_recoveries']} recoveries kept the flipped batch "
+                     f"or lost an earlier one"))
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tier", default="report")
+    ap.add_argument("--command", default="scripts/reliability --report")
+    args = ap.parse_args()
+    rows = [kill9_row(load("kill9-fsync")), kill9_row(load("kill9-page_cache"))]
+    rows += power_loss_rows(load("power-loss"))
+    rows += torn_rows(load("torn-tail-truncation"), load("torn-tail-bit-flips"))
+    rows = [r for r in rows if r]
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                            capture_output=True, text=True).stdout.strip()
+    load1, load5, _ = os.getloadavg()
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [BEGIN,
+             f"Measured by `{args.command.strip()}` ({args.tier} tier) at {commit}, {when}, "
+             f"on {os.cpu_count()} cores (load average {load1:.1f} / {load5:.1f} at the end).",
+             "", "| test | latest figures |", "|---|---|"]
+    lines += [f"| {name} | {figure} |" for name, figure in rows]
+    lines.append(END)
+    text = DOC.read_text()
+    start, stop = text.index(BEGIN), text.index(END) + len(END)
+    DOC.write_text(text[:start] + "\n".join(lines) + text[stop:])
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

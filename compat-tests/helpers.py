@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
 import time
 import uuid
+from pathlib import Path
 from typing import Iterable, NamedTuple
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 class Msg(NamedTuple):
@@ -248,3 +253,12 @@ def by_partition(msgs: Iterable[Msg]) -> dict[int, list[Msg]]:
     for m in msgs:
         out.setdefault(m.partition, []).append(m)
     return out
+
+
+def save_figures(name: str, figures: dict):
+    """Writes a reliability figure set to target/reliability/<name>.json (or
+    $WEIR_FIGURES_DIR) for scripts/reliability_report.py, and prints it."""
+    out = Path(os.environ.get("WEIR_FIGURES_DIR", REPO_ROOT / "target" / "reliability"))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
+    print(f"\n{name}: {json.dumps(figures, sort_keys=True)}")

@@ -10,18 +10,16 @@ target/reliability/kill9-<mode>.json and the test output."""
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 import helpers
-from conftest import REPO_ROOT, api_versions_ok
+from conftest import api_versions_ok
 from history import History
 
 PARTITIONS = 4
@@ -188,13 +186,6 @@ def drain(bootstrap, topics, history):
             history.final_drain(topic, p, low, [(m.offset, m.value) for m in msgs])
 
 
-def save_figures(name: str, figures: dict):
-    out = Path(os.environ.get("WEIR_FIGURES_DIR", REPO_ROOT / "target" / "reliability"))
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.json").write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
-    print(f"\n{name}: {json.dumps(figures, sort_keys=True)}")
-
-
 def wait_until(what, predicate, timeout, workers):
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -269,7 +260,7 @@ def test_kill9_loop(configured_broker, topic_name, durability):
         assert r.error is None, f"{r.name}: {r.error!r}"
 
     report = history.check()
-    save_figures(f"kill9-{durability}", {"durability": durability, **report.figures})
+    helpers.save_figures(f"kill9-{durability}", {"durability": durability, **report.figures})
     assert not report.anomalies, report.summary()
     f = report.figures
     assert f["crashes"] == cycles and f["acked"] >= (cycles + 1) * ACKS_PER_CYCLE

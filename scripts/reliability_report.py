@@ -71,6 +71,34 @@ def torn_rows(cuts, flips):
     return rows
 
 
+def hostile_rows(conns, pipelining):
+    rows = []
+    if conns:
+        c = conns
+        rows.append(("slow-loris and idle sockets beside a healthy producer "
+                     "(`test_hostile_connections.py`)",
+                     f"{c['slow_loris']:,} slow-loris sockets (a byte every 200 ms) all closed "
+                     f"{c['slow_loris_all_closed_after_s']} s after they connected "
+                     f"(`request_read_timeout_ms: {c['request_read_timeout_ms']}`), "
+                     f"{c['idle']:,} idle sockets all closed after {c['idle_all_closed_after_s']} s "
+                     f"(`connections_max_idle_ms: {c['connections_max_idle_ms']}`); the healthy "
+                     f"acks=all producer's p99 {c['healthy_p99_ms_under_attack']} ms under attack "
+                     f"against {c['healthy_p99_ms_baseline']} ms before (**{c['p99_ratio']}x**), "
+                     f"p50 {c['healthy_p50_ms_under_attack']} / {c['healthy_p50_ms_baseline']} ms; "
+                     f"broker descriptors {c['broker_fds_before']} before, "
+                     f"{c['broker_fds_after']} after"))
+    if pipelining:
+        p = pipelining
+        rows.append(("pipelining without reading responses (`test_hostile_connections.py`)",
+                     f"{p['fetch_requests_pipelined']} fetches asking for "
+                     f"{p['fetch_response_bytes_asked'] / 2**30:.1f} GiB and "
+                     f"{p['produce_bytes_pipelined'] / 2**20:.0f} MiB of produce requests, "
+                     f"no response read, budgets of {p['budget_bytes_each'] >> 20} MiB: broker "
+                     f"RSS grew by **{p['rss_growth_bytes'] / 2**20:.1f} MiB** "
+                     f"(to {p['rss_peak_bytes'] / 2**20:.1f} MiB)"))
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tier", default="report")
@@ -79,6 +107,7 @@ def main():
     rows = [kill9_row(load("kill9-fsync")), kill9_row(load("kill9-page_cache"))]
     rows += power_loss_rows(load("power-loss"))
     rows += torn_rows(load("torn-tail-truncation"), load("torn-tail-bit-flips"))
+    rows += hostile_rows(load("hostile-connections"), load("pipelining-budget"))
     rows = [r for r in rows if r]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                             capture_output=True, text=True).stdout.strip()

@@ -105,7 +105,9 @@ pub struct Config {
     pub fetch_max_bytes: i32,
     pub fetch_queue_max_bytes: u64,
     pub max_connections: u32,
+    pub max_connections_per_ip: u32,
     pub connections_max_idle_ms: u64,
+    pub request_read_timeout_ms: u64,
     pub shutdown_timeout_ms: u64,
     pub log_segment_bytes: i64,
     pub log_segment_ms: i64,
@@ -231,6 +233,8 @@ impl Config {
         at_least("fetch_max_bytes", self.fetch_max_bytes, 1024)?;
         at_least("fetch_queue_max_bytes", self.fetch_queue_max_bytes, 1 << 20)?;
         at_least("max_connections", self.max_connections, 1)?;
+        at_least("max_connections_per_ip", self.max_connections_per_ip, 1)?;
+        at_least("request_read_timeout_ms", self.request_read_timeout_ms, 100)?;
         at_least(
             "connections_max_idle_ms",
             self.connections_max_idle_ms,

@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
@@ -80,6 +82,10 @@ async fn read_requests(
                 debug!(%peer, "closing idle connection");
                 return;
             }
+            Err(FrameError::Slow) => {
+                debug!(%peer, "closing connection: request not received within request_read_timeout_ms");
+                return;
+            }
         };
         let header = codec::peek_header(&frame);
         let completion: Completion = match decode_request(frame) {
@@ -124,43 +130,54 @@ enum FrameError {
     Io(std::io::Error),
     Codec(CodecError),
     Idle,
+    /// The frame's first byte came, the rest did not arrive within `request_read_timeout_ms`.
+    Slow,
 }
 
 /// Reads one length-prefixed frame; `Ok(None)` on a clean end of stream between frames.
 /// Body bytes are reserved from the broker's request budget step by step as they arrive, so
-/// a frame that is announced but never sent holds nothing; a connection silent for
-/// `connections_max_idle_ms` (between or inside frames) is closed.
+/// a frame that is announced but never sent holds nothing. A connection silent for
+/// `connections_max_idle_ms` (between or inside frames) is closed, and so is one whose frame
+/// does not arrive whole within `request_read_timeout_ms` of its first byte (slow-loris).
 async fn read_frame(
     broker: &Broker,
     reader: &mut BufReader<OwnedReadHalf>,
     max: usize,
 ) -> Result<Option<(Bytes, Option<OwnedSemaphorePermit>)>, FrameError> {
     let idle = Duration::from_millis(broker.config.connections_max_idle_ms);
-    let mut prefix = [0u8; 4];
-    match tokio::time::timeout(idle, reader.read_exact(&mut prefix)).await {
+    match tokio::time::timeout(idle, reader.fill_buf()).await {
         Err(_) => return Err(FrameError::Idle),
+        Ok(Ok([])) => return Ok(None),
         Ok(Ok(_)) => {}
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
         Ok(Err(e)) => return Err(FrameError::Io(e)),
     }
+    let mut deadline = FrameDeadline::new(broker, idle);
+    let mut prefix = [0u8; 4];
+    deadline
+        .run(reader.read_exact(&mut prefix))
+        .await?
+        .map_err(FrameError::Io)?;
     let size = codec::frame_length(prefix, max).map_err(FrameError::Codec)?;
     let mut permit: Option<OwnedSemaphorePermit> = None;
     let mut frame = BytesMut::with_capacity(size.min(READ_STEP));
     while frame.len() < size {
         // Reserve budget only once the client has actually sent more of the frame, so frames
         // announced but never sent hold nothing.
-        let available = tokio::time::timeout(idle, reader.fill_buf())
-            .await
-            .map_err(|_| FrameError::Idle)?
+        let available = deadline
+            .run(reader.fill_buf())
+            .await?
             .map_err(FrameError::Io)?
             .len();
         if available == 0 {
             return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into()));
         }
         let want = (size - frame.len()).min(READ_STEP);
+        let waiting = Instant::now();
         let Some(step) = broker.reserve_request_bytes(want).await else {
             return Ok(None);
         };
+        // The broker's own backpressure is not the client's slowness.
+        deadline.extend(waiting.elapsed());
         match permit.as_mut() {
             Some(held) => held.merge(step),
             None => permit = Some(step),
@@ -176,6 +193,37 @@ async fn read_frame(
         }
     }
     Ok(Some((frame.freeze(), permit)))
+}
+
+/// The time left to read the rest of one frame: the sooner of the idle timeout and the
+/// whole-frame deadline.
+struct FrameDeadline {
+    idle: Duration,
+    whole: Instant,
+}
+
+impl FrameDeadline {
+    fn new(broker: &Broker, idle: Duration) -> FrameDeadline {
+        let timeout = Duration::from_millis(broker.config.request_read_timeout_ms);
+        FrameDeadline {
+            idle,
+            whole: Instant::now() + timeout,
+        }
+    }
+
+    fn extend(&mut self, by: Duration) {
+        self.whole += by;
+    }
+
+    async fn run<F: std::future::Future>(&self, read: F) -> Result<F::Output, FrameError> {
+        let idle = Instant::now() + self.idle;
+        let (at, error) = if idle < self.whole {
+            (idle, FrameError::Idle)
+        } else {
+            (self.whole, FrameError::Slow)
+        };
+        tokio::time::timeout_at(at, read).await.map_err(|_| error)
+    }
 }
 
 async fn write_responses(

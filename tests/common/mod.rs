@@ -110,6 +110,14 @@ pub struct Client {
 }
 
 impl Client {
+    /// A client over an already connected stream.
+    pub fn over(stream: TcpStream) -> Client {
+        Client {
+            stream,
+            next_correlation: 1,
+        }
+    }
+
     pub async fn connect(addr: std::net::SocketAddr) -> Client {
         Client {
             stream: TcpStream::connect(addr).await.unwrap(),

@@ -99,6 +99,42 @@ def hostile_rows(conns, pipelining):
     return rows
 
 
+def disk_full_row(d):
+    if not d:
+        return None
+    return ("disk full, real file system and clients (`test_disk_full.py`, "
+            "`tests/storage_faults.rs`)",
+            f"a {d['file_system_bytes'] >> 20} MiB tmpfs with `disk_min_free_bytes: "
+            f"{d['disk_min_free_bytes'] >> 20} MiB`: {d['acked_before_refusal']:,} records "
+            f"acknowledged, then KAFKA_STORAGE_ERROR with "
+            f"{d['free_bytes_at_refusal'] / 2**20:.1f} MiB still free (the writer never hit "
+            f"ENOSPC); {d['records_read_back']:,} records read back after a kill -9, "
+            f"**{d['lost']} lost**; a retrying producer's {d['resume_records']} records were "
+            f"held off while space was low and all delivered {d['resume_after_free_s']} s "
+            f"after space was freed, without a restart")
+
+
+def fuzz_row(libfuzzer, replay):
+    if not libfuzzer and not replay:
+        return None
+    parts = []
+    if libfuzzer:
+        t = libfuzzer["targets"]
+        runs = ", ".join(f"{name} {v['executions']:,}" for name, v in sorted(t.items()))
+        parts.append(f"libFuzzer with AddressSanitizer, {libfuzzer['seconds_per_target']} s per "
+                     f"target: {runs} executions, **{sum(v['crashes'] for v in t.values())} "
+                     f"crashes**, peak RSS {max(v['peak_rss_mb'] for v in t.values())} MiB")
+    if replay:
+        t = replay["targets"]
+        inputs = sum(v["corpus_inputs"] for v in t.values())
+        mutations = sum(v["mutations"] for v in t.values())
+        parts.append(f"stable replay: {inputs} corpus inputs and {mutations:,} seeded mutations "
+                     f"over {len(t)} targets, peak heap {replay['peak_heap_bytes'] / 2**20:.1f} MiB "
+                     f"under a {replay['heap_limit_bytes'] >> 20} MiB cap, 0 failures")
+    return ("fuzzing the frame, request, batch, decompression and segment-recovery parsers "
+            "(`scripts/fuzz`, `tests/fuzz_replay.rs`)", "; ".join(parts))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tier", default="report")
@@ -108,6 +144,8 @@ def main():
     rows += power_loss_rows(load("power-loss"))
     rows += torn_rows(load("torn-tail-truncation"), load("torn-tail-bit-flips"))
     rows += hostile_rows(load("hostile-connections"), load("pipelining-budget"))
+    rows.append(disk_full_row(load("disk-full")))
+    rows.append(fuzz_row(load("fuzz"), load("fuzz-replay")))
     rows = [r for r in rows if r]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                             capture_output=True, text=True).stdout.strip()

@@ -10,7 +10,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::info;
 
 use crate::config::Config;
-use crate::disk::Disk;
+use crate::disk::{Disk, SpaceGuard};
 use crate::group::GroupCoordinator;
 use crate::group::messages::GroupLimits;
 use crate::group::offsets::OffsetStore;
@@ -30,6 +30,8 @@ pub enum BrokerError {
     },
     #[error("cannot start the log writer thread: {0}")]
     WriterThread(std::io::Error),
+    #[error("cannot start the disk space monitor thread: {0}")]
+    SpaceMonitor(std::io::Error),
     #[error(transparent)]
     Metadata(#[from] MetadataError),
     #[error(transparent)]
@@ -54,6 +56,8 @@ pub struct Broker {
     pub request_budget: Arc<Semaphore>,
     /// Bytes of fetch responses read but not yet written, over all connections.
     pub fetch_budget: Arc<Semaphore>,
+    /// Refuses produce while the data directory's file system is nearly full.
+    pub space: Arc<SpaceGuard>,
     advertised: (String, i32),
 }
 
@@ -83,9 +87,12 @@ impl Broker {
         let identity =
             NodeIdentity::load_or_create(disk.as_ref(), &config.data_dir, config.node_id)?;
         let budget = permits(config.write_queue_max_bytes);
+        let space = SpaceGuard::new(disk.clone(), &config.data_dir, config.disk_min_free_bytes);
+        space.spawn_monitor().map_err(BrokerError::SpaceMonitor)?;
         let writer = crate::log::writer::spawn(
             config.durability,
             std::time::Duration::from_millis(config.flush_interval_ms),
+            Some(space.clone()),
         )
         .map_err(BrokerError::WriterThread)?;
         let options = PartitionOptions {
@@ -129,6 +136,7 @@ impl Broker {
             shutdown,
             request_budget,
             fetch_budget,
+            space,
             advertised,
         });
         broker.spawn_retention();

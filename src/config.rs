@@ -97,6 +97,7 @@ pub struct Config {
     pub write_path: WritePath,
     pub flush_interval_ms: u64,
     pub write_queue_max_bytes: u64,
+    pub disk_min_free_bytes: u64,
     pub auto_create_topics: bool,
     pub num_partitions: i32,
     pub max_partitions_per_topic: i32,

@@ -20,12 +20,16 @@
 //!   was not fsynced, for power-loss and fault-injection tests).
 //! - [`config`]: the YAML configuration, its embedded default and validation.
 //! - [`shutdown`]: the one token every task watches for a graceful stop.
+//! - `fuzzing`: the fuzz targets (every parser client or disk bytes reach), for `fuzz/` and
+//!   `tests/fuzz_replay.rs`.
 
 #![forbid(unsafe_code)]
 
 pub mod broker;
 pub mod config;
 pub mod disk;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod group;
 pub mod log;
 pub mod metadata;

@@ -11,8 +11,10 @@ use std::sync::Arc;
 
 mod os;
 pub mod sim;
+mod space;
 
 pub use os::OsDisk;
+pub use space::SpaceGuard;
 
 /// A directory entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +38,8 @@ pub trait Disk: Send + Sync + fmt::Debug {
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// fsync of a directory: makes its entries (created, renamed, removed) durable.
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
+    /// Bytes an unprivileged writer can still add to the file system holding `path`.
+    fn available_space(&self, path: &Path) -> io::Result<u64>;
 }
 
 /// An open file: appends at the end, reads anywhere.

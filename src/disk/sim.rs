@@ -448,6 +448,14 @@ impl Disk for SimDisk {
         Ok(())
     }
 
+    fn available_space(&self, _path: &Path) -> io::Result<u64> {
+        let state = self.lock();
+        Ok(state
+            .faults
+            .capacity
+            .map_or(u64::MAX, |capacity| capacity.saturating_sub(state.used())))
+    }
+
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         let mut state = self.lock();
         let Node::Dir(ino) = state.lookup(path)? else {

@@ -5,8 +5,19 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+
+// With the `loom` feature the queue's lock and flags are loom's, so `loom_tests` can explore
+// every interleaving of writers, committers and readers (scripts/test runs it).
+#[cfg(feature = "loom")]
+use loom::sync::{
+    Mutex, MutexGuard,
+    atomic::{AtomicBool, AtomicU8, Ordering},
+};
+#[cfg(not(feature = "loom"))]
+use std::sync::{
+    Mutex, MutexGuard,
+    atomic::{AtomicBool, AtomicU8, Ordering},
+};
 
 use tokio::sync::{Notify, watch};
 
@@ -129,7 +140,7 @@ impl CommitQueue {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Arc<PendingAppend>>> {
+    fn lock(&self) -> MutexGuard<'_, VecDeque<Arc<PendingAppend>>> {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -193,7 +204,7 @@ impl CommitQueue {
 mod tests {
     use super::*;
 
-    fn queue_of(n: i64) -> (CommitQueue, Vec<Arc<PendingAppend>>) {
+    pub(super) fn queue_of(n: i64) -> (CommitQueue, Vec<Arc<PendingAppend>>) {
         let queue = CommitQueue::new(0, Persistence::Durable);
         let appends: Vec<_> = (0..n)
             .map(|i| PendingAppend::new(i * 10, i * 10 + 10))
@@ -270,5 +281,128 @@ mod tests {
         queue.fail_all();
         assert_eq!(waiter.await.unwrap(), Err(StorageFailure));
         assert_eq!(queue.high_watermark(), 0);
+    }
+}
+
+/// Exhaustive interleavings (loom, bounded preemptions) of the persistence flags and the
+/// commit step: no append is acknowledged before it and everything before it is durable, the
+/// high watermark never moves back, and every append ends committed or failed.
+#[cfg(all(test, feature = "loom"))]
+mod loom_tests {
+    use super::*;
+    use loom::thread;
+
+    fn model(f: impl Fn() + Sync + Send + 'static) {
+        // LOOM_MAX_PREEMPTIONS overrides (scripts/reliability runs them unbounded).
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = builder.preemption_bound.or(Some(3));
+        builder.check(f);
+    }
+
+    fn queue_of(n: i64) -> (Arc<CommitQueue>, Vec<Arc<PendingAppend>>) {
+        let (queue, appends) = super::tests::queue_of(n);
+        (Arc::new(queue), appends)
+    }
+
+    /// What a producer or consumer may observe at any moment.
+    fn check_acknowledged(queue: &CommitQueue, appends: &[Arc<PendingAppend>], last_hw: &mut i64) {
+        let hw = queue.high_watermark();
+        assert!(hw >= *last_hw, "the high watermark moved back");
+        *last_hw = hw;
+        for (i, a) in appends.iter().enumerate() {
+            if a.is_committed() {
+                for earlier in &appends[..=i] {
+                    assert_eq!(
+                        earlier.persistence(),
+                        Persistence::Durable,
+                        "acknowledged before it (or an earlier append) was durable"
+                    );
+                }
+            }
+        }
+    }
+
+    /// A commit step as the writer runs it, then what a producer could see right after.
+    fn commit_and_check(queue: &CommitQueue, appends: &[Arc<PendingAppend>]) {
+        queue.commit();
+        check_acknowledged(queue, appends, &mut 0);
+    }
+
+    /// The main thread's own commit step racing the other threads, then the final commit
+    /// once they are all done.
+    fn race_and_join(
+        queue: &CommitQueue,
+        appends: &[Arc<PendingAppend>],
+        threads: [thread::JoinHandle<()>; 2],
+    ) {
+        let mut last_hw = 0;
+        commit_and_check(queue, appends);
+        check_acknowledged(queue, appends, &mut last_hw);
+        for t in threads {
+            t.join().unwrap();
+        }
+        queue.commit();
+        check_acknowledged(queue, appends, &mut last_hw);
+    }
+
+    #[test]
+    fn out_of_order_writers_and_concurrent_commits() {
+        model(|| {
+            let (queue, appends) = queue_of(3);
+            let writer = {
+                let a = appends.clone();
+                thread::spawn(move || {
+                    a[0].mark(Persistence::Written);
+                    a[0].mark(Persistence::Durable);
+                    a[2].mark(Persistence::Durable);
+                })
+            };
+            let committer = {
+                let (q, a) = (queue.clone(), appends.clone());
+                thread::spawn(move || {
+                    a[1].mark(Persistence::Durable);
+                    commit_and_check(&q, &a);
+                })
+            };
+            race_and_join(&queue, &appends, [writer, committer]);
+            assert_eq!(queue.high_watermark(), 30);
+            assert!(appends.iter().all(|a| a.is_committed()));
+        });
+    }
+
+    #[test]
+    fn a_failure_racing_commits_leaves_every_append_resolved() {
+        model(|| {
+            let (queue, appends) = queue_of(3);
+            let writer = {
+                let (q, a) = (queue.clone(), appends.clone());
+                thread::spawn(move || {
+                    a[0].mark(Persistence::Durable);
+                    a[1].mark(Persistence::Written);
+                    // The fsync covering append 1 failed: what write_group and poison do.
+                    a[1].fail();
+                    q.fail_all();
+                })
+            };
+            let committer = {
+                let (q, a) = (queue.clone(), appends.clone());
+                thread::spawn(move || commit_and_check(&q, &a))
+            };
+            // Append 2 was fsynced by another helper: it must still not be acknowledged
+            // past the hole append 1 leaves.
+            appends[2].mark(Persistence::Durable);
+            race_and_join(&queue, &appends, [writer, committer]);
+            assert!(
+                queue.high_watermark() <= 10,
+                "covers an append never durable"
+            );
+            assert!(!appends[1].is_committed() && !appends[2].is_committed());
+            for a in &appends {
+                assert!(
+                    a.check(AckLevel::Committed).is_some(),
+                    "a waiter is never released"
+                );
+            }
+        });
     }
 }

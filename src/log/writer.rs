@@ -25,6 +25,7 @@ use super::commit::{PendingAppend, Persistence};
 use super::partition::PartitionLog;
 use super::segment::AppendBatch;
 use crate::config::Durability;
+use crate::disk::SpaceGuard;
 
 /// Most bytes written in one group before the writer completes it and starts the next.
 const MAX_GROUP_BYTES: usize = 16 << 20;
@@ -88,13 +89,18 @@ impl WriterHandle {
     }
 }
 
-/// Starts the writer thread of a log directory.
-pub fn spawn(durability: Durability, flush_interval: Duration) -> std::io::Result<WriterHandle> {
+/// Starts the writer thread of a log directory. After every group it re-reads the free
+/// space for `space`, so a fast producer trips the guard before the disk is full.
+pub fn spawn(
+    durability: Durability,
+    flush_interval: Duration,
+    space: Option<Arc<SpaceGuard>>,
+) -> std::io::Result<WriterHandle> {
     let (tx, rx) = channel();
     let pool = SharePool::start(IO_HELPERS)?;
     std::thread::Builder::new()
         .name("weir-log-writer".into())
-        .spawn(move || run(rx, durability, flush_interval, &pool))?;
+        .spawn(move || run(rx, durability, flush_interval, &pool, space.as_deref()))?;
     Ok(WriterHandle { tx })
 }
 
@@ -198,7 +204,13 @@ fn sync_log(log: &PartitionLog, full: bool) -> std::io::Result<()> {
     }
 }
 
-fn run(rx: Receiver<Job>, durability: Durability, flush_interval: Duration, pool: &SharePool) {
+fn run(
+    rx: Receiver<Job>,
+    durability: Durability,
+    flush_interval: Duration,
+    pool: &SharePool,
+    space: Option<&SpaceGuard>,
+) {
     // page_cache mode: partitions written since their last fsync, and when that is due.
     let mut unsynced: HashMap<usize, Arc<PartitionLog>> = HashMap::new();
     let mut next_flush = Instant::now() + flush_interval;
@@ -231,6 +243,9 @@ fn run(rx: Receiver<Job>, durability: Durability, flush_interval: Duration, pool
             }
         }
         let synced = write_group(jobs, durability == Durability::Fsync, Some(pool));
+        if let Some(space) = space {
+            space.refresh();
+        }
         if durability == Durability::PageCache {
             for (key, log, was_synced) in synced {
                 if was_synced {

@@ -38,7 +38,8 @@ const DENY: Coordinator = Coordinator { allow: false };
 pub(crate) fn options() -> PartitionOptions {
     PartitionOptions {
         disk: crate::disk::os(),
-        writer: crate::log::writer::spawn(Durability::Fsync, Duration::from_millis(100)).unwrap(),
+        writer: crate::log::writer::spawn(Durability::Fsync, Duration::from_millis(100), None)
+            .unwrap(),
         durability: Durability::Fsync,
         write_path: WritePath::Background,
         write_budget: Arc::new(Semaphore::new(64 << 20)),

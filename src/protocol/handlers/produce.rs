@@ -171,6 +171,17 @@ async fn append_partition(
             return Outcome::Failed(e.error_code(), Some(e.to_string()));
         }
     };
+    // Nearly full disk: refused before offsets are assigned, retriable (see disk::space).
+    if broker.space.is_low() {
+        return Outcome::Failed(
+            ResponseError::KafkaStorageError.code(),
+            Some(format!(
+                "disk space low: {} bytes available, disk_min_free_bytes is {}",
+                broker.space.available(),
+                broker.space.min_free()
+            )),
+        );
+    }
     // A transaction's first batch in a partition is checked with its coordinator (KIP-890).
     let verifier = batches
         .iter()

@@ -195,5 +195,12 @@ async fn ten_thousand_connect_close_cycles_leak_no_descriptor() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let after = open_fds();
     assert!(api_versions_ok(&mut client).await);
+    common::save_figures(
+        "connection-cycles",
+        &format!(
+            "{{\"cycles\": 10000, \"per_ip_limit\": 8, \"fds_before\": {before}, \"fds_after\": {after}}}"
+        ),
+    );
 }

@@ -145,20 +145,14 @@ fn every_target_survives_its_corpus_and_mutations_of_it() {
         ));
     }
     assert!(HEAP.max_allocated() <= HEAP_LIMIT);
-    save_figures(&format!(
-        "{{\"targets\": {{{}}}, \"heap_limit_bytes\": {HEAP_LIMIT}, \"peak_heap_bytes\": {}}}",
-        figures.join(", "),
-        HEAP.max_allocated()
-    ));
-}
-
-/// For scripts/reliability (target/reliability/fuzz-replay.json), and printed.
-fn save_figures(json: &str) {
-    println!("fuzz-replay: {json}");
-    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/reliability");
-    if std::fs::create_dir_all(&out).is_ok() {
-        let _ = std::fs::write(out.join("fuzz-replay.json"), format!("{json}\n"));
-    }
+    common::save_figures(
+        "fuzz-replay",
+        &format!(
+            "{{\"targets\": {{{}}}, \"heap_limit_bytes\": {HEAP_LIMIT}, \"peak_heap_bytes\": {}}}",
+            figures.join(", "),
+            HEAP.max_allocated()
+        ),
+    );
 }
 
 #[test]

@@ -292,11 +292,25 @@ mod loom_tests {
     use super::*;
     use loom::thread;
 
-    fn model(f: impl Fn() + Sync + Send + 'static) {
+    /// Runs `f` under every interleaving loom explores and records how many it ran
+    /// (`target/reliability/loom-<name>.json`).
+    fn model(name: &str, f: impl Fn() + Sync + Send + 'static) {
         // LOOM_MAX_PREEMPTIONS overrides (scripts/reliability runs them unbounded).
         let mut builder = loom::model::Builder::new();
         builder.preemption_bound = builder.preemption_bound.or(Some(3));
-        builder.check(f);
+        let bound = builder.preemption_bound;
+        let runs = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = runs.clone();
+        builder.check(move || {
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            f();
+        });
+        let runs = runs.load(std::sync::atomic::Ordering::Relaxed);
+        let bound = bound.map_or("null".to_string(), |b| b.to_string());
+        crate::test_figures::save(
+            &format!("loom-{name}"),
+            &format!("{{\"interleavings\": {runs}, \"preemption_bound\": {bound}}}"),
+        );
     }
 
     fn queue_of(n: i64) -> (Arc<CommitQueue>, Vec<Arc<PendingAppend>>) {
@@ -347,7 +361,7 @@ mod loom_tests {
 
     #[test]
     fn out_of_order_writers_and_concurrent_commits() {
-        model(|| {
+        model("out-of-order-commits", || {
             let (queue, appends) = queue_of(3);
             let writer = {
                 let a = appends.clone();
@@ -372,7 +386,7 @@ mod loom_tests {
 
     #[test]
     fn a_failure_racing_commits_leaves_every_append_resolved() {
-        model(|| {
+        model("failure-racing-commits", || {
             let (queue, appends) = queue_of(3);
             let writer = {
                 let (q, a) = (queue.clone(), appends.clone());

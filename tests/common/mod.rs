@@ -393,3 +393,13 @@ pub fn decode_records(mut bytes: Bytes) -> Vec<(i64, String)> {
     }
     out
 }
+
+/// Writes a reliability figure set to `target/reliability/<name>.json` for
+/// scripts/reliability to put into docs/reliability.md, and prints it.
+pub fn save_figures(name: &str, json: &str) {
+    println!("{name}: {json}");
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/reliability");
+    if std::fs::create_dir_all(&out).is_ok() {
+        let _ = std::fs::write(out.join(format!("{name}.json")), format!("{json}\n"));
+    }
+}

@@ -75,6 +75,7 @@ class Broker:
         self.data_dir = Path(data_dir)
         self.log_path = Path(log_path)
         self.port = port or free_port()
+        self.metrics_port = free_port()
         self.host = "127.0.0.1"
         self.extra_args = tuple(extra_args)
         self.proc: subprocess.Popen | None = None
@@ -84,11 +85,15 @@ class Broker:
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
 
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{self.host}:{self.metrics_port}"
+
     def start(self, timeout: float = 30.0, poll_interval: float = 0.05):
         assert self.proc is None or self.proc.poll() is not None, "already running"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cmd = [str(self.binary), "--listen", self.bootstrap, "--data-dir", str(self.data_dir),
-               *self.extra_args]
+               "--metrics-listen", f"{self.host}:{self.metrics_port}", *self.extra_args]
         env = dict(os.environ)
         env.setdefault("RUST_LOG", "info")
         env.setdefault("RUST_BACKTRACE", "1")

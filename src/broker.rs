@@ -58,6 +58,8 @@ pub struct Broker {
     pub fetch_budget: Arc<Semaphore>,
     /// Refuses produce while the data directory's file system is nearly full.
     pub space: Arc<SpaceGuard>,
+    /// Connections and requests in flight, for the metrics.
+    pub stats: Arc<crate::telemetry::LiveStats>,
     advertised: (String, i32),
 }
 
@@ -137,6 +139,7 @@ impl Broker {
             request_budget,
             fetch_budget,
             space,
+            stats: Default::default(),
             advertised,
         });
         broker.spawn_retention();
@@ -207,6 +210,7 @@ impl Broker {
                     .await
                     .unwrap_or(0);
                 if deleted > 0 {
+                    crate::telemetry::retention_deleted(deleted);
                     info!(bytes = deleted, "retention deleted old segments");
                 }
             },

@@ -91,6 +91,8 @@ impl TimestampType {
 pub struct Config {
     pub listen: SocketAddr,
     pub advertised_listener: Option<String>,
+    pub metrics_listen: Option<SocketAddr>,
+    pub metrics_per_partition: bool,
     pub data_dir: PathBuf,
     pub node_id: i32,
     pub durability: Durability,

@@ -36,6 +36,7 @@ pub mod metadata;
 pub mod protocol;
 pub mod server;
 pub mod shutdown;
+pub mod telemetry;
 pub mod txn;
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use tracing_subscriber::EnvFilter;
 
 use weir::config::Config;
 use weir::server::RunningServer;
+use weir::telemetry::MetricsServer;
 
 /// Weir: a Kafka-compatible message broker.
 ///
@@ -19,7 +20,31 @@ use weir::server::RunningServer;
 /// listener 127.0.0.1:9092, data directory ./data, fsync durability.
 /// Log verbosity follows RUST_LOG (e.g. RUST_LOG=debug, RUST_LOG=weir=trace); default info.
 #[derive(Debug, Parser)]
-#[command(name = "weir", version)]
+#[command(name = "weir", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: Args,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Exit 0 if the broker answers 200 on its metrics listener's /ready (for container
+    /// health checks in images without curl); exit 1 otherwise.
+    Healthcheck {
+        /// The broker's metrics listener (`metrics_listen`).
+        #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:9644")]
+        metrics_listen: String,
+        /// /ready (recovered and serving) or /health (process alive).
+        #[arg(long, default_value = "/ready")]
+        path: String,
+        #[arg(long, value_name = "MS", default_value_t = 3000)]
+        timeout_ms: u64,
+    },
+}
+
+#[derive(Debug, clap::Args)]
 struct Args {
     /// YAML file overriding any of the embedded defaults (unknown keys are rejected).
     #[arg(long, value_name = "FILE")]
@@ -33,6 +58,10 @@ struct Args {
     /// Directory for partition logs and metadata. Overrides `data_dir`.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// host:port of the HTTP listener for /metrics, /health and /ready, or `off`.
+    /// Overrides `metrics_listen`.
+    #[arg(long, value_name = "HOST:PORT|off")]
+    metrics_listen: Option<String>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -41,7 +70,16 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let args = Args::parse();
+    let cli = Cli::parse();
+    if let Some(Command::Healthcheck {
+        metrics_listen,
+        path,
+        timeout_ms,
+    }) = cli.command
+    {
+        return healthcheck(&metrics_listen, &path, Duration::from_millis(timeout_ms));
+    }
+    let args = cli.serve;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -78,14 +116,56 @@ fn load_config(args: &Args) -> anyhow::Result<Config> {
     if let Some(dir) = &args.data_dir {
         config.data_dir = dir.clone();
     }
+    match args.metrics_listen.as_deref() {
+        None => {}
+        Some("off") => config.metrics_listen = None,
+        Some(addr) => {
+            config.metrics_listen = Some(addr.parse().with_context(|| {
+                format!("--metrics-listen `{addr}`: expected host:port or off")
+            })?);
+        }
+    }
     Ok(config)
+}
+
+fn healthcheck(addr: &str, path: &str, timeout: Duration) -> std::process::ExitCode {
+    match weir::telemetry::probe(addr, path, timeout) {
+        Ok(200) => std::process::ExitCode::SUCCESS,
+        Ok(status) => {
+            eprintln!("weir healthcheck: http://{addr}{path} answered {status}");
+            std::process::ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("weir healthcheck: http://{addr}{path}: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Installs the metrics recorder and starts the operators' HTTP listener, before recovery
+/// so `/health` answers (and `/ready` says not yet) while a large data directory recovers.
+async fn start_metrics(config: &Config) -> anyhow::Result<Option<MetricsServer>> {
+    weir::telemetry::mark_start();
+    let Some(addr) = config.metrics_listen else {
+        return Ok(None);
+    };
+    let handle = weir::telemetry::install().context("cannot install the metrics recorder")?;
+    weir::telemetry::spawn_upkeep(handle.clone());
+    let server = MetricsServer::start(addr, Some(handle))
+        .await
+        .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+    Ok(Some(server))
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let config = load_config(&args)?;
     let durability = config.durability;
     let shutdown_timeout = Duration::from_millis(config.shutdown_timeout_ms);
+    let metrics = start_metrics(&config).await?;
     let server = RunningServer::start(config).await?;
+    if let Some(metrics) = &metrics {
+        metrics.set_broker(server.broker.clone());
+    }
     let (host, port) = server.broker.advertised();
     info!(
         listener = %server.local_addr,
@@ -95,6 +175,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         topics = server.recovered.topics,
         partitions = server.recovered.partitions,
         clean_shutdown = server.recovered.clean_shutdown,
+        metrics = metrics
+            .as_ref()
+            .map_or("off".to_string(), |m| format!("http://{}/metrics", m.local_addr)),
         "weir started"
     );
     wait_for_signal().await;

@@ -16,6 +16,8 @@ fn help_documents_every_flag() {
         "--listen",
         "--advertised-listener",
         "--data-dir",
+        "--metrics-listen",
+        "healthcheck",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
     }

@@ -104,7 +104,8 @@ class WeirBroker(Broker):
         log = self.workdir / f"weir.{self.starts}.log"
         env = dict(os.environ)  # Weir's own default log level unless RUST_LOG is set
         cmd = [str(self.binary), "--listen", self.bootstrap, "--data-dir", str(self.data_dir),
-               "--config", str(self.config_file)]
+               "--config", str(self.config_file),
+               "--metrics-listen", f"127.0.0.1:{procs.free_port()}"]
         self.proc = procs.spawn(cmd, log, env=env)
         try:
             return wire.wait_ready(self.bootstrap, 60, alive=self.alive)

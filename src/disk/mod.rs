@@ -40,6 +40,8 @@ pub trait Disk: Send + Sync + fmt::Debug {
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
     /// Bytes an unprivileged writer can still add to the file system holding `path`.
     fn available_space(&self, path: &Path) -> io::Result<u64>;
+    /// Size of the file system holding `path`.
+    fn total_space(&self, path: &Path) -> io::Result<u64>;
 }
 
 /// An open file: appends at the end, reads anywhere.

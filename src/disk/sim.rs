@@ -456,6 +456,10 @@ impl Disk for SimDisk {
             .map_or(u64::MAX, |capacity| capacity.saturating_sub(state.used())))
     }
 
+    fn total_space(&self, _path: &Path) -> io::Result<u64> {
+        Ok(self.lock().faults.capacity.unwrap_or(u64::MAX))
+    }
+
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         let mut state = self.lock();
         let Node::Dir(ino) = state.lookup(path)? else {

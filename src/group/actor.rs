@@ -65,6 +65,13 @@ impl GroupDescription {
         }
     }
 
+    pub fn member_count(&self) -> usize {
+        match self {
+            GroupDescription::Classic(summary) => summary.members.len(),
+            GroupDescription::Consumer(summary) => summary.members.len(),
+        }
+    }
+
     pub fn is_dead(&self) -> bool {
         matches!(self, GroupDescription::Classic(s) if s.state == GroupState::Dead)
     }

@@ -255,6 +255,9 @@ impl ClassicGroup {
         }
         self.initial_delay_limit = None;
         self.generation = self.generation.wrapping_add(1).max(1);
+        if !self.members.is_empty() {
+            crate::telemetry::rebalance("classic");
+        }
         if self.members.is_empty() {
             self.state = GroupState::Empty;
             self.protocol_name = None;

@@ -228,6 +228,7 @@ impl ConsumerGroup {
         changed |= self.refresh_metadata(&request.topics);
         if changed {
             self.group_epoch += 1;
+            crate::telemetry::rebalance("consumer");
         }
         if self.group_epoch > self.assignment_epoch {
             self.compute_target(&request.topics);
@@ -511,6 +512,7 @@ impl ConsumerGroup {
             }
             self.target.remove(member_id);
             self.group_epoch += 1;
+            crate::telemetry::rebalance("consumer");
         }
     }
 

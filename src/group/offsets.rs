@@ -138,6 +138,9 @@ impl OffsetStore {
         {
             let _shared = self.compaction.read().await;
             let base = self.append(&entries).await?;
+            crate::telemetry::offsets_committed(
+                entries.iter().filter(|(_, value)| value.is_some()).count(),
+            );
             for (i, (key, value)) in entries.into_iter().enumerate() {
                 self.apply(base + i as i64, key, value);
             }

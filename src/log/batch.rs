@@ -131,6 +131,22 @@ impl BatchHeader {
         Some((base_offset, LOG_OVERHEAD + batch_length as usize))
     }
 
+    /// Records in the whole batches of `buf` (a fetch response's record set), read from
+    /// each batch header without decoding the records.
+    pub fn count_records(mut buf: &[u8]) -> u64 {
+        let mut records = 0u64;
+        while let Some((_, size)) = BatchHeader::peek_extent(buf) {
+            if size > buf.len() {
+                break;
+            }
+            if let Some(count) = buf.get(57..61) {
+                records += u64::from(u32::from_be_bytes([count[0], count[1], count[2], count[3]]));
+            }
+            buf = &buf[size..];
+        }
+        records
+    }
+
     pub fn last_offset(&self) -> i64 {
         self.base_offset + i64::from(self.last_offset_delta)
     }

@@ -26,6 +26,7 @@ use super::partition::PartitionLog;
 use super::segment::AppendBatch;
 use crate::config::Durability;
 use crate::disk::SpaceGuard;
+use crate::telemetry;
 
 /// Most bytes written in one group before the writer completes it and starts the next.
 const MAX_GROUP_BYTES: usize = 16 << 20;
@@ -123,7 +124,11 @@ struct ShareDone {
 
 impl ShareWork {
     fn run(self) -> ShareDone {
+        let started = Instant::now();
         let mut result = write_appends(&self.log, &self.appends);
+        if !self.appends.is_empty() {
+            telemetry::wal_write(started.elapsed());
+        }
         let mut synced = false;
         if let (Some(full), Ok(())) = (self.sync, &result) {
             result = sync_log(&self.log, full);
@@ -197,11 +202,14 @@ impl SharePool {
 /// Group fsyncs cover the log data; indexes are rebuilt by recovery, so they are fsynced only
 /// when a caller asks (shutdown) and when a segment rolls.
 fn sync_log(log: &PartitionLog, full: bool) -> std::io::Result<()> {
-    if full {
+    let started = Instant::now();
+    let result = if full {
         log.sync_active()
     } else {
         log.sync_active_data()
-    }
+    };
+    telemetry::wal_fsync(started.elapsed());
+    result
 }
 
 fn run(
@@ -242,6 +250,13 @@ fn run(
                 Err(_) => break,
             }
         }
+        let appends = jobs
+            .iter()
+            .filter(|job| matches!(job.command, WriterCommand::Append(_)))
+            .count();
+        if appends > 0 {
+            telemetry::wal_group(appends, bytes);
+        }
         let synced = write_group(jobs, durability == Durability::Fsync, Some(pool));
         if let Some(space) = space {
             space.refresh();
@@ -276,7 +291,10 @@ fn flush(unsynced: &mut HashMap<usize, Arc<PartitionLog>>) {
     for (_, log) in unsynced.drain() {
         // Cleared before the fsync: a write that lands meanwhile registers again.
         log.clear_dirty();
-        if let Err(e) = log.sync_active() {
+        let started = Instant::now();
+        let result = log.sync_active();
+        telemetry::wal_fsync(started.elapsed());
+        if let Err(e) = result {
             log.poison(&e);
         }
     }

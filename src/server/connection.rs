@@ -22,6 +22,7 @@ use crate::protocol::codec::{
     self, CodecError, Decoded, decode_request, encode_api_versions_fallback, encode_response,
 };
 use crate::protocol::dispatch;
+use crate::telemetry;
 
 /// Requests of one connection that may be in flight at once.
 const MAX_IN_FLIGHT: usize = 64;
@@ -42,11 +43,11 @@ enum Outcome {
 
 type Completion = JoinHandle<Outcome>;
 
-pub async fn run(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
+pub async fn run(broker: &Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
     let (read_half, write_half) = stream.into_split();
     let (tx, rx) = mpsc::channel::<Completion>(MAX_IN_FLIGHT);
     let writer = tokio::spawn(write_responses(write_half, rx, peer));
-    read_requests(&broker, read_half, tx, peer).await;
+    read_requests(broker, read_half, tx, peer).await;
     if let Err(e) = writer.await {
         warn!(%peer, error = %e, "response writer ended abnormally");
     }
@@ -64,7 +65,10 @@ async fn read_requests(
     loop {
         let frame = tokio::select! {
             frame = read_frame(broker, &mut reader, max) => frame,
-            _ = broker.shutdown.cancelled() => return,
+            _ = broker.shutdown.cancelled() => {
+                telemetry::connection_closed("shutdown");
+                return;
+            }
         };
         // The permit bounds request memory until the request has been dispatched.
         let (frame, _permit) = match frame {
@@ -76,26 +80,33 @@ async fn read_requests(
             }
             Err(FrameError::Codec(e)) => {
                 warn!(%peer, error = %e, "closing connection: bad frame");
+                telemetry::connection_closed("bad_frame");
                 return;
             }
             Err(FrameError::Idle) => {
                 debug!(%peer, "closing idle connection");
+                telemetry::connection_closed("idle");
                 return;
             }
             Err(FrameError::Slow) => {
                 debug!(%peer, "closing connection: request not received within request_read_timeout_ms");
+                telemetry::connection_closed("slow_request");
                 return;
             }
         };
         let header = codec::peek_header(&frame);
+        let frame_bytes = frame.len();
         let completion: Completion = match decode_request(frame) {
             Ok(Decoded::Request(request)) => {
                 let key = request.key;
                 let version = request.version;
                 let correlation_id = request.header.correlation_id;
+                let timer = broker.stats.request_started(key, frame_bytes);
                 let response = dispatch(broker, *request, peer).await;
                 tokio::spawn(async move {
-                    let Some(reply) = response.await else {
+                    let reply = response.await;
+                    timer.finish(reply.as_ref().map(|r| &r.body));
+                    let Some(reply) = reply else {
                         return Outcome::Nothing;
                     };
                     if reply.close_connection {
@@ -117,6 +128,7 @@ async fn read_requests(
                 let (key, version, correlation_id) = header.unwrap_or((-1, -1, -1));
                 warn!(%peer, api_key = key, api_version = version, correlation_id,
                     error = %e, "closing connection: request not served");
+                telemetry::connection_closed("bad_request");
                 return;
             }
         };
@@ -247,6 +259,7 @@ async fn write_responses(
                     debug!(%peer, error = %e, "write failed");
                     return;
                 }
+                telemetry::response_sent(bytes.len());
             }
             Ok(Outcome::Nothing) => {}
             Ok(Outcome::Close(reason)) => {

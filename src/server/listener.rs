@@ -35,6 +35,7 @@ pub async fn serve(broker: Arc<Broker>, listener: TcpListener) {
                 backoff = Duration::from_millis(5);
                 let Some(slot) = per_ip.admit(peer.ip()) else {
                     debug!(%peer, "closing connection: max_connections_per_ip reached");
+                    crate::telemetry::connection_rejected("per_ip_limit");
                     drop(stream);
                     continue;
                 };
@@ -42,7 +43,9 @@ pub async fn serve(broker: Arc<Broker>, listener: TcpListener) {
                 let _ = stream.set_nodelay(true);
                 let broker = broker.clone();
                 broker.shutdown.tracker().clone().spawn(async move {
-                    connection::run(broker, stream, peer).await;
+                    let open = broker.stats.connection_opened();
+                    connection::run(&broker, stream, peer).await;
+                    drop(open);
                     drop(slot);
                     drop(permit);
                 });

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 
 use crate::broker::Broker;
 use crate::log::LogError;
+use crate::log::batch::BatchHeader;
 use crate::log::partition::{Isolation, Partition};
 use crate::log::transactions::AbortedTxn;
 
@@ -157,6 +158,15 @@ pub async fn handle(
                 })
                 .collect()
         });
+        if let (Ok(partition), Some(records)) = (&w.partition, &result.records)
+            && !records.is_empty()
+        {
+            crate::telemetry::fetched(
+                partition.topic(),
+                BatchHeader::count_records(records),
+                records.len() as u64,
+            );
+        }
         data.records = Some(result.records.unwrap_or_default());
         if let Some(topic) = responses.get_mut(w.topic_index) {
             topic.partitions.push(data);

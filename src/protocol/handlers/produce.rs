@@ -22,6 +22,7 @@ use crate::log::partition::{Appended, Partition};
 use crate::log::topic_config::CleanupPolicy;
 use crate::log::transactions::TxnVerifier;
 use crate::protocol::{Reply, ResponseFuture};
+use crate::telemetry;
 
 /// One partition's outcome of stage one.
 enum Outcome {
@@ -30,6 +31,9 @@ enum Outcome {
         append: Arc<PendingAppend>,
         log_append_time: i64,
         log_start_offset: i64,
+        /// Records and bytes of the batches, counted in the metrics once acknowledged.
+        records: u64,
+        bytes: u64,
     },
     /// An idempotent producer's retry: answered with the original offsets once the high
     /// watermark covers them (the original may still be on its way to disk).
@@ -47,6 +51,8 @@ struct PartitionSlot {
 
 struct TopicSlot {
     name: TopicName,
+    /// The topic's name for the metrics (v13+ requests carry only its id).
+    label: String,
     topic_id: uuid::Uuid,
     partitions: Vec<PartitionSlot>,
 }
@@ -70,7 +76,15 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: ProduceRequest)
             .iter()
             .flat_map(|t| &t.partitions)
             .any(|p| matches!(p.outcome, Outcome::Failed(..)));
-        if failed {
+        if !failed {
+            for topic in &topics {
+                for slot in &topic.partitions {
+                    if let Outcome::Appended { records, bytes, .. } = slot.outcome {
+                        telemetry::produced(&topic.label, records, bytes);
+                    }
+                }
+            }
+        } else {
             let mut reply: Reply = ResponseKind::Produce(ProduceResponse::default()).into();
             reply.close_connection = true;
             return Box::pin(std::future::ready(Some(reply)));
@@ -86,9 +100,15 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: ProduceRequest)
             entry.name = topic.name;
             entry.topic_id = topic.topic_id;
             for slot in topic.partitions {
-                entry
-                    .partition_responses
-                    .push(complete(slot, level, deadline).await);
+                let counted = match slot.outcome {
+                    Outcome::Appended { records, bytes, .. } => Some((records, bytes)),
+                    _ => None,
+                };
+                let answer = complete(slot, level, deadline).await;
+                if let (0, Some((records, bytes))) = (answer.error_code, counted) {
+                    telemetry::produced(&topic.label, records, bytes);
+                }
+                entry.partition_responses.push(answer);
             }
             response.responses.push(entry);
         }
@@ -133,7 +153,12 @@ async fn append_topic(
             .await
             .map_err(|e| e.error_code())
     };
+    let label = match &topic {
+        Ok(topic) => topic.name.clone(),
+        Err(_) => data.name.to_string(),
+    };
     let mut slot = TopicSlot {
+        label,
         name: data.name,
         topic_id: data.topic_id,
         partitions: Vec::with_capacity(data.partition_data.len()),
@@ -171,6 +196,13 @@ async fn append_partition(
             return Outcome::Failed(e.error_code(), Some(e.to_string()));
         }
     };
+    let mut records = 0u64;
+    let mut bytes = 0u64;
+    for batch in &batches {
+        records += batch.header.record_count.max(0) as u64;
+        bytes += batch.bytes.len() as u64;
+        telemetry::produce_batch(batch.bytes.len());
+    }
     // Nearly full disk: refused before offsets are assigned, retriable (see disk::space).
     if broker.space.is_low() {
         return Outcome::Failed(
@@ -202,6 +234,8 @@ async fn append_partition(
             append,
             log_append_time,
             log_start_offset: partition.watermarks().log_start_offset,
+            records,
+            bytes,
         },
         Ok(Appended::Duplicate {
             base_offset,
@@ -254,6 +288,7 @@ async fn complete(
             append,
             log_append_time,
             log_start_offset,
+            ..
         } => {
             let code = match tokio::time::timeout_at(deadline, append.wait(level)).await {
                 Ok(Ok(())) => 0,

@@ -27,7 +27,9 @@ from conftest import _die_with_parent, free_port
 PARTITIONS = 4
 PRODUCED = 20_000
 CONSUMED = 12_000
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "metrics.md"
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs" / "metrics.md"
+DASHBOARD = ROOT / "config" / "grafana" / "weir-dashboard.json"
 
 
 def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
@@ -227,6 +229,20 @@ def test_prometheus_scrapes_metrics_that_match_the_traffic(configured_broker, pr
     assert exported, text[:2000]
     for family, kind in exported.items():
         assert documented.get(family) == kind, f"{family} ({kind}) is not in docs/metrics.md"
+
+    # Every query of the Grafana dashboard runs on Prometheus, and the panels that show this
+    # traffic have data.
+    dashboard = json.loads(DASHBOARD.read_text())
+    time.sleep(2.5)  # rate() needs two samples of the counters the consumer just created
+    empty = []
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets", []):
+            expr = (target["expr"].replace("$__rate_interval", "1m")
+                    .replace("$job", ".*").replace("$instance", ".*"))
+            if not prom.query(expr):
+                empty.append(f"{panel['title']}: {expr}")
+    # Nothing was deleted by retention, no disk alarm: only those may be empty.
+    assert all("Retention" in e for e in empty), empty
 
     consumer.close()
     # A deleted topic's gauges disappear from the next scrapes.

@@ -85,12 +85,25 @@ impl TimestampType {
     }
 }
 
+/// A listener besides the main one, with the address its clients are told to use.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtraListener {
+    pub name: String,
+    pub listen: SocketAddr,
+    pub advertised: String,
+}
+
+/// Name of the main listener (`listen` / `advertised_listener`), as Kafka's default.
+pub const MAIN_LISTENER: &str = "PLAINTEXT";
+
 /// The broker configuration; field docs live in `config/weir.yaml`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub listen: SocketAddr,
     pub advertised_listener: Option<String>,
+    pub extra_listeners: Vec<ExtraListener>,
     pub metrics_listen: Option<SocketAddr>,
     pub metrics_per_partition: bool,
     pub data_dir: PathBuf,
@@ -330,6 +343,39 @@ impl Config {
             parse_host_port(advertised)
                 .ok_or_else(|| ConfigError::invalid("advertised_listener", "expected host:port"))?;
         }
+        let mut names = vec![MAIN_LISTENER.to_string()];
+        for extra in &self.extra_listeners {
+            let valid = !extra.name.is_empty()
+                && extra
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if !valid {
+                return Err(ConfigError::invalid(
+                    "extra_listeners",
+                    format!(
+                        "listener name `{}`: use letters, digits, _ and -",
+                        extra.name
+                    ),
+                ));
+            }
+            if names.iter().any(|n| n.eq_ignore_ascii_case(&extra.name)) {
+                return Err(ConfigError::invalid(
+                    "extra_listeners",
+                    format!("listener name `{}` is used twice", extra.name),
+                ));
+            }
+            names.push(extra.name.clone());
+            parse_host_port(&extra.advertised).ok_or_else(|| {
+                ConfigError::invalid(
+                    "extra_listeners",
+                    format!(
+                        "{}: advertised `{}`: expected host:port",
+                        extra.name, extra.advertised
+                    ),
+                )
+            })?;
+        }
         if crate::log::topic_config::CleanupPolicy::parse(&self.log_cleanup_policy).is_none() {
             return Err(ConfigError::invalid(
                 "log_cleanup_policy",
@@ -362,6 +408,20 @@ pub fn parse_host_port(value: &str) -> Option<(String, i32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn operations_doc_lists_every_key() {
+        let doc = include_str!("../docs/operations.md");
+        let yaml: serde_yaml::Mapping =
+            serde_yaml::from_str(DEFAULT_CONFIG_YAML).expect("embedded config is YAML");
+        for key in yaml.keys() {
+            let key = key.as_str().expect("string keys");
+            assert!(
+                doc.contains(&format!("| `{key}` |")),
+                "docs/operations.md does not list `{key}`"
+            );
+        }
+    }
 
     #[test]
     fn embedded_defaults_parse() {

@@ -25,7 +25,9 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod broker;
+pub mod client;
 pub mod config;
 pub mod disk;
 #[doc(hidden)]

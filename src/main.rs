@@ -10,6 +10,8 @@ use clap::Parser;
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
 
+mod commands;
+
 use weir::config::Config;
 use weir::server::RunningServer;
 use weir::telemetry::MetricsServer;
@@ -17,7 +19,8 @@ use weir::telemetry::MetricsServer;
 /// Weir: a Kafka-compatible message broker.
 ///
 /// With no arguments it serves on the embedded default configuration (config/weir.yaml):
-/// listener 127.0.0.1:9092, data directory ./data, fsync durability.
+/// listener 127.0.0.1:9092, data directory ./data, fsync durability. The subcommands are an
+/// admin CLI that speaks the Kafka protocol to any broker, Weir or Kafka.
 /// Log verbosity follows RUST_LOG (e.g. RUST_LOG=debug, RUST_LOG=weir=trace); default info.
 #[derive(Debug, Parser)]
 #[command(name = "weir", version, args_conflicts_with_subcommands = true)]
@@ -26,6 +29,8 @@ struct Cli {
     command: Option<Command>,
     #[command(flatten)]
     serve: Args,
+    #[command(flatten)]
+    connect: commands::Connect,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -42,6 +47,8 @@ enum Command {
         #[arg(long, value_name = "MS", default_value_t = 3000)]
         timeout_ms: u64,
     },
+    #[command(flatten)]
+    Admin(commands::Admin),
 }
 
 #[derive(Debug, clap::Args)]
@@ -78,6 +85,9 @@ fn main() -> std::process::ExitCode {
     }) = cli.command
     {
         return healthcheck(&metrics_listen, &path, Duration::from_millis(timeout_ms));
+    }
+    if let Some(Command::Admin(command)) = cli.command {
+        return commands::run(command, cli.connect);
     }
     let args = cli.serve;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -180,6 +190,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .map_or("off".to_string(), |m| format!("http://{}/metrics", m.local_addr)),
         "weir started"
     );
+    for ((name, bound), extra) in server
+        .extra_addrs
+        .iter()
+        .zip(&server.broker.config.extra_listeners)
+    {
+        info!(listener = %bound, name, advertised = extra.advertised, "extra listener");
+    }
     wait_for_signal().await;
     info!("shutting down: no new connections, finishing in-flight requests");
     server.shutdown(shutdown_timeout).await;

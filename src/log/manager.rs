@@ -433,6 +433,37 @@ impl LogManager {
         Ok(())
     }
 
+    /// Replaces a topic's config overrides (AlterConfigs, IncrementalAlterConfigs): checked
+    /// against the broker defaults, written to the catalogue, then applied to the topic and
+    /// every partition (a new segment size applies from the next roll).
+    pub async fn alter_topic_config(
+        &self,
+        name: &str,
+        overrides: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
+        let mut store = self.store.lock().await;
+        let topic = self
+            .topic(name)
+            .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
+        let config = Arc::new(TopicConfig::resolve(&self.config, &overrides)?);
+        if validate_only {
+            return Ok(());
+        }
+        store.upsert(TopicRecord {
+            name: topic.name.clone(),
+            id: topic.id,
+            partitions: topic.partition_count(),
+            configs: overrides,
+        })?;
+        *topic.config.write().unwrap_or_else(|e| e.into_inner()) = config.clone();
+        for partition in topic.partitions() {
+            partition.set_config(config.clone());
+        }
+        info!(topic = name, overrides = ?config.overrides, "altered topic config");
+        Ok(())
+    }
+
     /// Deletes a topic: gone from lookups and the catalogue at once, its writers drained and
     /// its directories removed in the background so other requests are never held up.
     pub async fn delete_topic(&self, name: &str) -> Result<Uuid, TopicError> {

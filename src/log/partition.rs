@@ -71,6 +71,11 @@ impl PartitionLog {
             .clone()
     }
 
+    /// A topic config change (AlterConfigs): appends, rolls and retention read it from here.
+    pub fn set_config(&self, config: Arc<TopicConfig>) {
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = config;
+    }
+
     fn segments(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<i64, Arc<Segment>>> {
         self.segments.read().unwrap_or_else(|e| e.into_inner())
     }
@@ -312,6 +317,10 @@ impl Partition {
 
     pub fn config(&self) -> Arc<TopicConfig> {
         self.log.config()
+    }
+
+    pub fn set_config(&self, config: Arc<TopicConfig>) {
+        self.log.set_config(config);
     }
 
     fn sequencer(&self) -> std::sync::MutexGuard<'_, Sequencer> {

@@ -3,14 +3,15 @@
 //! versions `kafka-protocol` can really decode), minimums from Kafka 4.x.
 
 use kafka_protocol::messages::{
-    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, ApiKey, ApiVersionsRequest,
-    ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest, CreatePartitionsRequest,
-    CreateTopicsRequest, DeleteGroupsRequest, DeleteTopicsRequest, DescribeClusterRequest,
-    DescribeConfigsRequest, DescribeGroupsRequest, DescribeProducersRequest,
-    DescribeTransactionsRequest, EndTxnRequest, FetchRequest, FindCoordinatorRequest,
-    HeartbeatRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
-    ListGroupsRequest, ListOffsetsRequest, ListTransactionsRequest, MetadataRequest,
-    OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, SyncGroupRequest,
+    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, AlterConfigsRequest, ApiKey,
+    ApiVersionsRequest, ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest,
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteTopicsRequest,
+    DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest,
+    DescribeProducersRequest, DescribeTransactionsRequest, EndTxnRequest, FetchRequest,
+    FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
+    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
+    ListOffsetsRequest, ListTransactionsRequest, MetadataRequest, OffsetCommitRequest,
+    OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, SyncGroupRequest,
     TxnOffsetCommitRequest,
 };
 use kafka_protocol::protocol::Message;
@@ -70,6 +71,13 @@ pub const APIS: &[ApiRange] = &[
         ApiKey::DescribeConfigs,
         1,
         DescribeConfigsRequest::VERSIONS.max,
+    ),
+    // Kafka 4 serves AlterConfigs v0-2 and IncrementalAlterConfigs v0-1.
+    api(ApiKey::AlterConfigs, 0, AlterConfigsRequest::VERSIONS.max),
+    api(
+        ApiKey::IncrementalAlterConfigs,
+        0,
+        IncrementalAlterConfigsRequest::VERSIONS.max,
     ),
     api(
         ApiKey::CreatePartitions,

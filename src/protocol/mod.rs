@@ -39,6 +39,22 @@ impl From<ResponseKind> for Reply {
     }
 }
 
+/// The listener a request came in by, and the address its clients are told to use: Metadata,
+/// FindCoordinator and DescribeCluster answer with it, as Kafka answers with the advertised
+/// address of the request's listener.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub name: String,
+    pub host: String,
+    pub port: i32,
+}
+
+impl Endpoint {
+    pub fn advertised(&self) -> (&str, i32) {
+        (&self.host, self.port)
+    }
+}
+
 /// Who sent a request, as group descriptions show it.
 #[derive(Debug, Clone, Default)]
 pub struct ClientInfo {
@@ -55,7 +71,12 @@ fn ready(response: ResponseKind) -> ResponseFuture {
 }
 
 /// Runs a request's ordering stage and returns the future that completes it.
-pub async fn dispatch(broker: &Arc<Broker>, request: Request, peer: SocketAddr) -> ResponseFuture {
+pub async fn dispatch(
+    broker: &Arc<Broker>,
+    request: Request,
+    peer: SocketAddr,
+    endpoint: &Endpoint,
+) -> ResponseFuture {
     let version = request.version;
     let broker = broker.clone();
     let client = ClientInfo {
@@ -72,12 +93,13 @@ pub async fn dispatch(broker: &Arc<Broker>, request: Request, peer: SocketAddr) 
         RequestKind::ApiVersions(body) => ready(ResponseKind::ApiVersions(
             handlers::api_versions::handle(version, &body),
         )),
-        RequestKind::Metadata(body) => Box::pin(async move {
-            Some(
-                ResponseKind::Metadata(handlers::metadata::handle(&broker, version, body).await)
-                    .into(),
-            )
-        }),
+        RequestKind::Metadata(body) => {
+            let endpoint = endpoint.clone();
+            Box::pin(async move {
+                let response = handlers::metadata::handle(&broker, &endpoint, version, body).await;
+                Some(ResponseKind::Metadata(response).into())
+            })
+        }
         RequestKind::Fetch(body) => Box::pin(async move {
             let (response, hold) = handlers::fetch::handle(&broker, version, body).await;
             Some(Reply {
@@ -121,11 +143,19 @@ pub async fn dispatch(broker: &Arc<Broker>, request: Request, peer: SocketAddr) 
         RequestKind::DescribeConfigs(body) => ready(ResponseKind::DescribeConfigs(
             handlers::describe_configs::handle(&broker, version, body),
         )),
+        RequestKind::IncrementalAlterConfigs(body) => Box::pin(async move {
+            let response = handlers::alter_configs::handle_incremental(&broker, body).await;
+            Some(ResponseKind::IncrementalAlterConfigs(response).into())
+        }),
+        RequestKind::AlterConfigs(body) => Box::pin(async move {
+            let response = handlers::alter_configs::handle_legacy(&broker, body).await;
+            Some(ResponseKind::AlterConfigs(response).into())
+        }),
         RequestKind::FindCoordinator(body) => ready(ResponseKind::FindCoordinator(
-            handlers::find_coordinator::handle(&broker, version, body),
+            handlers::find_coordinator::handle(&broker, endpoint, version, body),
         )),
         RequestKind::DescribeCluster(body) => ready(ResponseKind::DescribeCluster(
-            handlers::describe_cluster::handle(&broker, body),
+            handlers::describe_cluster::handle(&broker, endpoint, body),
         )),
         RequestKind::DescribeProducers(body) => ready(ResponseKind::DescribeProducers(
             handlers::describe_producers::handle(&broker, body),

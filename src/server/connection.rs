@@ -21,7 +21,7 @@ use crate::broker::Broker;
 use crate::protocol::codec::{
     self, CodecError, Decoded, decode_request, encode_api_versions_fallback, encode_response,
 };
-use crate::protocol::dispatch;
+use crate::protocol::{Endpoint, dispatch};
 use crate::telemetry;
 
 /// Requests of one connection that may be in flight at once.
@@ -43,11 +43,11 @@ enum Outcome {
 
 type Completion = JoinHandle<Outcome>;
 
-pub async fn run(broker: &Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
+pub async fn run(broker: &Arc<Broker>, stream: TcpStream, peer: SocketAddr, endpoint: &Endpoint) {
     let (read_half, write_half) = stream.into_split();
     let (tx, rx) = mpsc::channel::<Completion>(MAX_IN_FLIGHT);
     let writer = tokio::spawn(write_responses(write_half, rx, peer));
-    read_requests(broker, read_half, tx, peer).await;
+    read_requests(broker, read_half, tx, peer, endpoint).await;
     if let Err(e) = writer.await {
         warn!(%peer, error = %e, "response writer ended abnormally");
     }
@@ -59,6 +59,7 @@ async fn read_requests(
     read_half: OwnedReadHalf,
     tx: mpsc::Sender<Completion>,
     peer: SocketAddr,
+    endpoint: &Endpoint,
 ) {
     let max = broker.config.socket_request_max_bytes as usize;
     let mut reader = BufReader::with_capacity(READ_STEP, read_half);
@@ -102,7 +103,7 @@ async fn read_requests(
                 let version = request.version;
                 let correlation_id = request.header.correlation_id;
                 let timer = broker.stats.request_started(key, frame_bytes);
-                let response = dispatch(broker, *request, peer).await;
+                let response = dispatch(broker, *request, peer, endpoint).await;
                 tokio::spawn(async move {
                     let reply = response.await;
                     timer.finish(reply.as_ref().map(|r| &r.body));

@@ -13,8 +13,11 @@ use tracing::{debug, warn};
 
 use super::connection;
 use crate::broker::Broker;
+use crate::protocol::Endpoint;
 
-pub async fn serve(broker: Arc<Broker>, listener: TcpListener) {
+/// Accepts clients on `listener` until shutdown; they are told `endpoint`'s address.
+pub async fn serve(broker: Arc<Broker>, listener: TcpListener, endpoint: Endpoint) {
+    let endpoint = Arc::new(endpoint);
     let limit = Arc::new(Semaphore::new(broker.config.max_connections as usize));
     let per_ip = PerIpLimit::new(broker.config.max_connections_per_ip);
     let mut backoff = Duration::from_millis(5);
@@ -42,9 +45,10 @@ pub async fn serve(broker: Arc<Broker>, listener: TcpListener) {
                 debug!(%peer, "accepted connection");
                 let _ = stream.set_nodelay(true);
                 let broker = broker.clone();
+                let endpoint = endpoint.clone();
                 broker.shutdown.tracker().clone().spawn(async move {
                     let open = broker.stats.connection_opened();
-                    connection::run(&broker, stream, peer).await;
+                    connection::run(&broker, stream, peer, &endpoint).await;
                     drop(open);
                     drop(slot);
                     drop(permit);

@@ -8,15 +8,36 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::broker::{Broker, BrokerError};
-use crate::config::Config;
+use crate::config::{Config, MAIN_LISTENER, parse_host_port};
 use crate::log::manager::RecoverySummary;
+use crate::protocol::Endpoint;
 
 pub use listener::serve;
+
+/// Pending connections the kernel queues for the accept loop (capped by `somaxconn`). With
+/// the usual 128, a burst of clients connecting at once (all of them reconnecting after a
+/// restart) overflows the queue and their SYNs are dropped: each waits a 1 s retransmit.
+const LISTEN_BACKLOG: u32 = 1024;
+
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServerError> {
+    let bind_error = |source| ServerError::Bind { addr, source };
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(bind_error)?;
+    socket.set_reuseaddr(true).map_err(bind_error)?;
+    socket.bind(addr).map_err(bind_error)?;
+    let listener = socket.listen(LISTEN_BACKLOG).map_err(bind_error)?;
+    let local = listener.local_addr().map_err(bind_error)?;
+    Ok((listener, local))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -31,9 +52,12 @@ pub enum ServerError {
 
 pub struct RunningServer {
     pub broker: Arc<Broker>,
+    /// The main listener's bound address.
     pub local_addr: SocketAddr,
+    /// `extra_listeners`, by name, with their bound addresses.
+    pub extra_addrs: Vec<(String, SocketAddr)>,
     pub recovered: RecoverySummary,
-    accept_loop: JoinHandle<()>,
+    accept_loops: Vec<JoinHandle<()>>,
 }
 
 impl RunningServer {
@@ -47,24 +71,40 @@ impl RunningServer {
         config: Config,
         disk: Arc<dyn crate::disk::Disk>,
     ) -> Result<RunningServer, ServerError> {
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| ServerError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
-        let local_addr = listener.local_addr().map_err(|source| ServerError::Bind {
-            addr: config.listen,
-            source,
-        })?;
+        let (listener, local_addr) = bind(config.listen).await?;
+        let mut extras = Vec::with_capacity(config.extra_listeners.len());
+        for extra in &config.extra_listeners {
+            let (listener, addr) = bind(extra.listen).await?;
+            let (host, port) = parse_host_port(&extra.advertised).unwrap_or_else(|| {
+                // Validated with the config; the bound address is the fallback anyway.
+                (addr.ip().to_string(), i32::from(addr.port()))
+            });
+            let endpoint = Endpoint {
+                name: extra.name.clone(),
+                host,
+                port,
+            };
+            extras.push((listener, addr, endpoint));
+        }
         let (broker, recovered) = Broker::open_on(config, local_addr, disk).await?;
-        let accept_loop = tokio::spawn(serve(broker.clone(), listener));
+        let (host, port) = broker.advertised();
+        let main = Endpoint {
+            name: MAIN_LISTENER.to_string(),
+            host: host.to_string(),
+            port,
+        };
+        let mut accept_loops = vec![tokio::spawn(serve(broker.clone(), listener, main))];
+        let mut extra_addrs = Vec::with_capacity(extras.len());
+        for (listener, addr, endpoint) in extras {
+            extra_addrs.push((endpoint.name.clone(), addr));
+            accept_loops.push(tokio::spawn(serve(broker.clone(), listener, endpoint)));
+        }
         Ok(RunningServer {
             broker,
             local_addr,
+            extra_addrs,
             recovered,
-            accept_loop,
+            accept_loops,
         })
     }
 
@@ -72,7 +112,9 @@ impl RunningServer {
     /// drain and fsync, then the clean-shutdown marker is written. Bounded by `timeout`.
     pub async fn shutdown(self, timeout: Duration) {
         self.broker.shutdown.trigger();
-        let _ = self.accept_loop.await;
+        for accept_loop in self.accept_loops {
+            let _ = accept_loop.await;
+        }
         if !self.broker.shutdown.wait_for_tasks(timeout).await {
             warn!("connections did not finish within shutdown_timeout_ms");
         }

@@ -6,12 +6,17 @@ use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeCluster
 use kafka_protocol::protocol::StrBytes;
 
 use crate::broker::Broker;
+use crate::protocol::Endpoint;
 
 /// Kafka's "authorized operations not requested" marker.
 pub const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
 const ENDPOINT_TYPE_BROKERS: i8 = 1;
 
-pub fn handle(broker: &Broker, request: DescribeClusterRequest) -> DescribeClusterResponse {
+pub fn handle(
+    broker: &Broker,
+    endpoint: &Endpoint,
+    request: DescribeClusterRequest,
+) -> DescribeClusterResponse {
     let mut response = DescribeClusterResponse::default();
     response.cluster_id = StrBytes::from_string(broker.identity.cluster_id.clone());
     response.controller_id = BrokerId(broker.node_id());
@@ -22,7 +27,7 @@ pub fn handle(broker: &Broker, request: DescribeClusterRequest) -> DescribeClust
         response.error_message = super::message("only broker endpoints are served");
         return response;
     }
-    let (host, port) = broker.advertised();
+    let (host, port) = endpoint.advertised();
     let mut node = DescribeClusterBroker::default();
     node.broker_id = BrokerId(broker.node_id());
     node.host = StrBytes::from_string(host.to_string());

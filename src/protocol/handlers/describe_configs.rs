@@ -12,7 +12,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::message;
 use crate::broker::Broker;
-use crate::config::Config;
+use crate::config::{Config, MAIN_LISTENER};
 use crate::log::topic_config::{ConfigType, TOPIC_CONFIG_KEYS, TopicConfig};
 
 const RESOURCE_TOPIC: i8 = 2;
@@ -169,15 +169,17 @@ fn broker_source(
 fn broker_values(config: &Config) -> Vec<(&'static str, String, ConfigType)> {
     use ConfigType::*;
     let (host, port) = config.advertised();
+    let mut listeners = format!("{MAIN_LISTENER}://{}", config.listen);
+    let mut advertised = format!("{MAIN_LISTENER}://{host}:{port}");
+    for extra in &config.extra_listeners {
+        listeners.push_str(&format!(",{}://{}", extra.name, extra.listen));
+        advertised.push_str(&format!(",{}://{}", extra.name, extra.advertised));
+    }
     vec![
         ("node.id", config.node_id.to_string(), Int),
         ("broker.id", config.node_id.to_string(), Int),
-        ("listeners", format!("PLAINTEXT://{}", config.listen), List),
-        (
-            "advertised.listeners",
-            format!("PLAINTEXT://{host}:{port}"),
-            List,
-        ),
+        ("listeners", listeners, List),
+        ("advertised.listeners", advertised, List),
         ("log.dirs", config.data_dir.display().to_string(), List),
         (
             "auto.create.topics.enable",

@@ -8,16 +8,18 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::message;
 use crate::broker::Broker;
+use crate::protocol::Endpoint;
 
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
 
 pub fn handle(
     broker: &Broker,
+    endpoint: &Endpoint,
     version: i16,
     request: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
-    let (host, port) = broker.advertised();
+    let (host, port) = endpoint.advertised();
     let answer = |key: &StrBytes| {
         let mut coordinator = Coordinator::default();
         coordinator.key = key.clone();

@@ -15,14 +15,16 @@ use super::describe_cluster::OPERATIONS_NOT_REQUESTED;
 use crate::broker::Broker;
 use crate::log::manager::Topic;
 use crate::log::partition::LEADER_EPOCH;
+use crate::protocol::Endpoint;
 
 pub async fn handle(
     broker: &Arc<Broker>,
+    endpoint: &Endpoint,
     version: i16,
     request: MetadataRequest,
 ) -> MetadataResponse {
     let mut response = MetadataResponse::default();
-    let (host, port) = broker.advertised();
+    let (host, port) = endpoint.advertised();
     let mut node = MetadataResponseBroker::default();
     node.node_id = BrokerId(broker.node_id());
     node.host = StrBytes::from_string(host.to_string());

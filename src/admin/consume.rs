@@ -178,12 +178,7 @@ pub async fn run<W: AsyncWrite + Unpin>(
     out: &mut W,
 ) -> Result<Report, AdminError> {
     let topic = &options.topic;
-    let metadata = cluster.metadata(Some(std::slice::from_ref(topic))).await?;
-    let info = metadata
-        .into_iter()
-        .find(|t| &t.name == topic)
-        .ok_or_else(|| AdminError::Failed(format!("topic `{topic}` not found")))?;
-    ClientError::check(info.error_code, None, || format!("topic `{topic}`"))?;
+    let info = cluster.topic(topic).await?;
     let mut leaders: BTreeMap<i32, i32> = BTreeMap::new();
     for p in &info.partitions {
         if options.partition.is_none_or(|want| want == p.index) {

@@ -279,12 +279,7 @@ pub async fn seek(
     target: SeekTarget,
     dry_run: bool,
 ) -> Result<Report, AdminError> {
-    let metadata = cluster.metadata(Some(&[topic.to_string()])).await?;
-    let info = metadata
-        .into_iter()
-        .find(|t| t.name == topic)
-        .ok_or_else(|| AdminError::Failed(format!("topic `{topic}` not found")))?;
-    ClientError::check(info.error_code, None, || format!("topic `{topic}`"))?;
+    let info = cluster.topic(topic).await?;
     let tps: Vec<Tp> = info
         .partitions
         .iter()

@@ -46,14 +46,7 @@ pub async fn run<R: AsyncBufRead + Unpin>(
     input: R,
 ) -> Result<Report, AdminError> {
     let topic = &options.topic;
-    let metadata = cluster.metadata(Some(std::slice::from_ref(topic))).await?;
-    let info = metadata
-        .into_iter()
-        .find(|t| &t.name == topic)
-        .ok_or_else(|| AdminError::Failed(format!("topic `{topic}` not found")))?;
-    ClientError::check(info.error_code, None, || {
-        format!("topic `{topic}` (create it with `weir topic create {topic}`)")
-    })?;
+    let info = cluster.topic(topic).await?;
     let leaders: BTreeMap<i32, i32> = info
         .partitions
         .iter()

@@ -16,8 +16,8 @@ use serde_json::json;
 use super::offsets::{EARLIEST, LATEST, list_offsets};
 use super::{AdminError, Report, table};
 use crate::client::{ClientError, Cluster};
+use crate::protocol::handlers::RESOURCE_TOPIC;
 
-const RESOURCE_TOPIC: i8 = 2;
 const SOURCE_TOPIC_OVERRIDE: i8 = 1;
 
 fn topic_name(name: &str) -> TopicName {
@@ -83,14 +83,7 @@ pub async fn list(cluster: &mut Cluster, internal: bool) -> Result<Report, Admin
 }
 
 pub async fn describe(cluster: &mut Cluster, name: &str) -> Result<Report, AdminError> {
-    let topics = cluster.metadata(Some(&[name.to_string()])).await?;
-    let topic = topics
-        .into_iter()
-        .find(|t| t.name == name)
-        .ok_or_else(|| AdminError::Failed(format!("topic `{name}` not found")))?;
-    ClientError::check(topic.error_code, None, || {
-        format!("describe topic `{name}`")
-    })?;
+    let topic = cluster.topic(name).await?;
     let tps: Vec<(String, i32)> = topic
         .partitions
         .iter()

@@ -114,6 +114,17 @@ impl Cluster {
             .collect())
     }
 
+    /// One topic's metadata; an error when the topic does not exist.
+    pub async fn topic(&mut self, name: &str) -> Result<TopicInfo, ClientError> {
+        let topics = self.metadata(Some(&[name.to_string()])).await?;
+        let topic = topics
+            .into_iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| ClientError::Other(format!("topic `{name}` not found")))?;
+        ClientError::check(topic.error_code, None, || format!("topic `{name}`"))?;
+        Ok(topic)
+    }
+
     /// The connection to broker `node` at its advertised address.
     pub async fn node(&mut self, node: i32) -> Result<&mut KafkaConnection, ClientError> {
         let addr =

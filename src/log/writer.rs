@@ -128,6 +128,9 @@ impl ShareWork {
         let mut result = write_appends(&self.log, &self.appends);
         if !self.appends.is_empty() {
             telemetry::wal_write(started.elapsed());
+            // What one fsync (fsync mode) makes durable: this partition's share of the group.
+            let bytes = self.appends.iter().map(WriteRequest::bytes).sum();
+            telemetry::wal_group(self.appends.len(), bytes);
         }
         let mut synced = false;
         if let (Some(full), Ok(())) = (self.sync, &result) {
@@ -249,13 +252,6 @@ fn run(
                 }
                 Err(_) => break,
             }
-        }
-        let appends = jobs
-            .iter()
-            .filter(|job| matches!(job.command, WriterCommand::Append(_)))
-            .count();
-        if appends > 0 {
-            telemetry::wal_group(appends, bytes);
         }
         let synced = write_group(jobs, durability == Durability::Fsync, Some(pool));
         if let Some(space) = space {

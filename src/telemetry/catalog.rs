@@ -88,9 +88,9 @@ catalog! {
     WAL_FSYNC_DURATION = "weir_wal_fsync_duration_seconds", Histogram, [], false,
         "Time of one fdatasync of a segment (group commit or periodic flush).";
     WAL_GROUP_REQUESTS = "weir_wal_group_requests", Histogram, [], false,
-        "Produce requests (partition appends) persisted by one write group: one fsync per partition.";
+        "Appends (produce requests) one group commit wrote to one partition; in fsync mode one fsync makes them all durable.";
     WAL_GROUP_BYTES = "weir_wal_group_bytes", Histogram, [], false,
-        "Bytes persisted by one write group.";
+        "Bytes one group commit wrote to one partition (one fsync in fsync mode).";
     TOPICS = "weir_topics", Gauge, [], false,
         "Topics (the broker's internal logs are not topics).";
     PARTITIONS = "weir_partitions", Gauge, [], false,
@@ -199,12 +199,16 @@ mod tests {
             {
                 documented.insert(
                     name.to_string(),
-                    (cells[2].to_string(), cells[3].to_string()),
+                    (
+                        cells[2].to_string(),
+                        cells[3].to_string(),
+                        cells[4].to_string(),
+                    ),
                 );
             }
         }
         for m in METRICS {
-            let Some((kind, labels)) = documented.remove(m.name) else {
+            let Some((kind, labels, meaning)) = documented.remove(m.name) else {
                 panic!("{} is not documented in docs/metrics.md", m.name);
             };
             assert_eq!(kind, m.kind.as_str(), "{}: type in docs/metrics.md", m.name);
@@ -215,6 +219,12 @@ mod tests {
                 .collect::<Vec<_>>()
                 .join(", ");
             assert_eq!(labels, want, "{}: labels in docs/metrics.md", m.name);
+            assert!(
+                meaning.starts_with(m.help),
+                "{}: docs/metrics.md says `{meaning}`, the exporter's help is `{}`",
+                m.name,
+                m.help
+            );
         }
         assert!(
             documented.is_empty(),

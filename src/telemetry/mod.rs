@@ -156,7 +156,7 @@ pub fn wal_fsync(elapsed: std::time::Duration) {
     histogram!(WAL_FSYNC_DURATION).record(elapsed);
 }
 
-/// One write group persisted: its appends and bytes.
+/// One partition's share of a write group: its appends and bytes (one fsync in fsync mode).
 pub fn wal_group(requests: usize, bytes: usize) {
     histogram!(WAL_GROUP_REQUESTS).record(requests as f64);
     histogram!(WAL_GROUP_BYTES).record(bytes as f64);

@@ -16,8 +16,7 @@ use super::message;
 use crate::broker::Broker;
 use crate::log::topic_config::{ConfigType, TOPIC_CONFIG_KEYS};
 
-const RESOURCE_TOPIC: i8 = 2;
-const RESOURCE_BROKER: i8 = 4;
+use super::{RESOURCE_BROKER, RESOURCE_TOPIC};
 
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
@@ -84,16 +83,24 @@ pub async fn handle_legacy(
             |_| replace_all(&set),
         )
         .await;
-        let mut result = alter_configs_response::AlterConfigsResourceResponse::default();
-        result.resource_type = resource.resource_type;
-        result.resource_name = resource.resource_name;
-        if let Err(Refused(error, text)) = outcome {
-            result.error_code = error.code();
-            result.error_message = message(text);
-        }
-        response.responses.push(result);
+        let (error_code, error_message) = outcome_fields(outcome);
+        response.responses.push(
+            alter_configs_response::AlterConfigsResourceResponse::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name)
+                .with_error_code(error_code)
+                .with_error_message(error_message),
+        );
     }
     response
+}
+
+/// A resource's error code and message in either response.
+fn outcome_fields(outcome: Result<(), Refused>) -> (i16, Option<StrBytes>) {
+    match outcome {
+        Ok(()) => (0, None),
+        Err(Refused(error, text)) => (error.code(), message(text)),
+    }
 }
 
 /// Computes a topic's new overrides from its current ones with `change`, then stores them.

@@ -15,8 +15,7 @@ use crate::broker::Broker;
 use crate::config::{Config, MAIN_LISTENER};
 use crate::log::topic_config::{ConfigType, TOPIC_CONFIG_KEYS, TopicConfig};
 
-const RESOURCE_TOPIC: i8 = 2;
-const RESOURCE_BROKER: i8 = 4;
+use super::{RESOURCE_BROKER, RESOURCE_TOPIC};
 
 const SOURCE_DYNAMIC_TOPIC: i8 = 1;
 const SOURCE_STATIC_BROKER: i8 = 4;

@@ -36,6 +36,10 @@ pub mod txn_offset_commit;
 use kafka_protocol::ResponseError;
 use kafka_protocol::protocol::StrBytes;
 
+/// Config resource types (DescribeConfigs, AlterConfigs, IncrementalAlterConfigs).
+pub const RESOURCE_TOPIC: i8 = 2;
+pub const RESOURCE_BROKER: i8 = 4;
+
 /// An optional error message for a response field.
 pub(crate) fn message(text: impl ToString) -> Option<StrBytes> {
     Some(StrBytes::from_string(text.to_string()))

@@ -69,7 +69,8 @@ impl Broker {
         config: Config,
         bound: SocketAddr,
     ) -> Result<(Arc<Broker>, RecoverySummary), BrokerError> {
-        Broker::open_on(config, bound, crate::disk::os()).await
+        let disk = crate::disk::os_with(config.effective_log_write_io());
+        Broker::open_on(config, bound, disk).await
     }
 
     /// As `open`, with every file operation going through `disk` (tests pass a simulated

@@ -61,6 +61,15 @@ pub enum WritePath {
     Inline,
 }
 
+/// How segment log files are written (`durability: fsync` only; `page_cache` mode writes
+/// through the page cache by definition).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogWriteIo {
+    Buffered,
+    Direct,
+}
+
 /// Which clock a topic's record timestamps come from (Kafka's `message.timestamp.type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub enum TimestampType {
@@ -110,6 +119,7 @@ pub struct Config {
     pub node_id: i32,
     pub durability: Durability,
     pub write_path: WritePath,
+    pub log_write_io: LogWriteIo,
     pub flush_interval_ms: u64,
     pub write_queue_max_bytes: u64,
     pub disk_min_free_bytes: u64,
@@ -383,6 +393,14 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The log write I/O in effect: `direct` only applies to `durability: fsync`.
+    pub fn effective_log_write_io(&self) -> LogWriteIo {
+        match self.durability {
+            Durability::Fsync => self.log_write_io,
+            Durability::PageCache => LogWriteIo::Buffered,
+        }
     }
 
     /// The host and port clients are told to connect to.

@@ -85,6 +85,9 @@ def session_specs(args, have_kafka: bool) -> list[SessionSpec]:
     # page_cache mode always writes in the request handler, so only fsync mode has an A/B.
     specs.append(SessionSpec("weir-fsync-inline", "weir", {"durability": "fsync", "write_path": "inline"},
                              workloads=ab, label="Weir"))
+    # O_DIRECT segment writes (log_write_io: direct): measured on request with --sessions.
+    direct = SessionSpec("weir-fsync-direct", "weir", {"durability": "fsync", "log_write_io": "direct"},
+                         label="Weir")
     if args.mode == "smoke":
         # Seconds, not minutes: one Weir mode end to end, a tiny Kafka, the A/B switch once.
         keep = {"weir-fsync": None, "kafka": ("produce_all", "consume"),
@@ -95,7 +98,7 @@ def session_specs(args, have_kafka: bool) -> list[SessionSpec]:
                 s.workloads = keep[s.name]
     if args.sessions:
         wanted = set(args.sessions.split(","))
-        specs = [s for s in specs if s.name in wanted]
+        specs = [s for s in specs + [direct] if s.name in wanted]
     return specs
 
 

@@ -9,10 +9,12 @@ use std::io::{self, IoSlice};
 use std::path::Path;
 use std::sync::Arc;
 
+mod direct;
 mod os;
 pub mod sim;
 mod space;
 
+pub use direct::BLOCK;
 pub use os::OsDisk;
 pub use space::SpaceGuard;
 
@@ -27,6 +29,11 @@ pub struct DirEntry {
 pub trait Disk: Send + Sync + fmt::Debug {
     /// Opens a file for appends and positional reads; `create` makes it when missing.
     fn open_append(&self, path: &Path, create: bool) -> io::Result<Arc<dyn DiskFile>>;
+    /// Opens a segment's log file for appends and positional reads: as `open_append`, unless
+    /// the disk writes logs another way (`OsDisk` with `O_DIRECT`).
+    fn open_log(&self, path: &Path, create: bool) -> io::Result<Arc<dyn DiskFile>> {
+        self.open_append(path, create)
+    }
     /// Creates a file, or empties an existing one, for appends and positional reads.
     fn create_empty(&self, path: &Path) -> io::Result<Arc<dyn DiskFile>>;
     fn read_all(&self, path: &Path) -> io::Result<Vec<u8>>;
@@ -59,9 +66,16 @@ pub trait DiskFile: Send + Sync + fmt::Debug {
     fn modified_ms(&self) -> Option<i64>;
 }
 
-/// The disk the broker runs on unless told otherwise.
+/// The disk the broker runs on unless told otherwise (buffered log writes).
 pub fn os() -> Arc<dyn Disk> {
-    Arc::new(OsDisk)
+    Arc::new(OsDisk::default())
+}
+
+/// The real file system with segment logs written as `io` says.
+pub fn os_with(io: crate::config::LogWriteIo) -> Arc<dyn Disk> {
+    Arc::new(OsDisk {
+        direct_logs: io == crate::config::LogWriteIo::Direct,
+    })
 }
 
 /// Writes `bytes` to `path` so that a crash leaves either the old or the new content:

@@ -6,10 +6,14 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
+use super::direct::DirectFile;
 use super::{DirEntry, Disk, DiskFile};
 
 #[derive(Debug, Clone, Copy, Default)]
-pub struct OsDisk;
+pub struct OsDisk {
+    /// Segment log files are written with `O_DIRECT` (`log_write_io: direct`).
+    pub direct_logs: bool,
+}
 
 #[derive(Debug)]
 struct OsFile(File);
@@ -22,6 +26,15 @@ impl Disk for OsDisk {
             .create(create)
             .open(path)?;
         Ok(Arc::new(OsFile(file)))
+    }
+
+    fn open_log(&self, path: &Path, create: bool) -> io::Result<Arc<dyn DiskFile>> {
+        if self.direct_logs
+            && let Some(file) = DirectFile::open(path, create)?
+        {
+            return Ok(Arc::new(file));
+        }
+        self.open_append(path, create)
     }
 
     fn create_empty(&self, path: &Path) -> io::Result<Arc<dyn DiskFile>> {

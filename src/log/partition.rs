@@ -400,7 +400,10 @@ impl Partition {
 }
 
 fn log_recovery(name: &str, base: i64, report: &RecoveryReport) {
-    if report.truncated_bytes > 0 {
+    if report.zero_padding {
+        tracing::debug!(partition = %name, segment = base, bytes = report.truncated_bytes,
+            "recovery dropped the zero padding after the last batch");
+    } else if report.truncated_bytes > 0 {
         warn!(
             partition = %name,
             segment = base,

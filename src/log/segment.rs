@@ -78,6 +78,9 @@ pub struct Segment {
 pub struct RecoveryReport {
     pub valid_bytes: u64,
     pub truncated_bytes: u64,
+    /// The truncated bytes were less than a block of zeros: the padding an `O_DIRECT`
+    /// append leaves past the data (or a tail the file system zero-filled), not damage.
+    pub zero_padding: bool,
     pub batches: u64,
     /// Idempotent producers' last batches in this segment, from the headers the scan read.
     pub producers: ProducerStates,
@@ -94,7 +97,7 @@ impl Segment {
         index_interval_bytes: usize,
         now_ms: i64,
     ) -> std::io::Result<Segment> {
-        let file = disk.open_append(&dir.join(segment_file_name(base_offset, "log")), true)?;
+        let file = disk.open_log(&dir.join(segment_file_name(base_offset, "log")), true)?;
         let indexes = Indexes {
             offset: SparseIndex::create(
                 disk,
@@ -154,7 +157,7 @@ impl Segment {
         now_ms: i64,
     ) -> std::io::Result<(Segment, RecoveryReport)> {
         let log_path = dir.join(segment_file_name(base_offset, "log"));
-        let file = disk.open_append(&log_path, false)?;
+        let file = disk.open_log(&log_path, false)?;
         let file_len = file.size()?;
         let index_path = dir.join(segment_file_name(base_offset, "index"));
         let time_path = dir.join(segment_file_name(base_offset, "timeindex"));
@@ -242,6 +245,11 @@ impl Segment {
         report.valid_bytes = pos;
         report.truncated_bytes = file_len - pos;
         if report.truncated_bytes > 0 {
+            if report.truncated_bytes < crate::disk::BLOCK as u64 {
+                let mut rest = vec![0u8; report.truncated_bytes as usize];
+                file.read_exact_at(&mut rest, pos)?;
+                report.zero_padding = rest.iter().all(|b| *b == 0);
+            }
             file.set_len(pos)?;
             file.sync_all()?;
         }

@@ -63,7 +63,8 @@ pub struct RunningServer {
 impl RunningServer {
     /// Binds the listener, recovers the data directory and starts accepting clients.
     pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
-        RunningServer::start_on(config, crate::disk::os()).await
+        let disk = crate::disk::os_with(config.effective_log_write_io());
+        RunningServer::start_on(config, disk).await
     }
 
     /// As `start`, with every file operation going through `disk`.

@@ -101,8 +101,19 @@ pub async fn handle(
         for watch in &mut watches {
             watch.mark_unchanged();
         }
-        // Reserve what this read may return; keep only what it did return.
-        let mut hold = broker.reserve_fetch_bytes(max_bytes).await;
+        // Reserve what this read may return; keep only what it did return. The wait is bounded
+        // by the fetch's own deadline: the budget may be held by this connection's later
+        // fetches, answered already and queued behind this one for a client that is not
+        // reading, and waiting for them would deadlock the connection. An empty answer lets
+        // the client fetch again.
+        let reserved = tokio::select! {
+            hold = broker.reserve_fetch_bytes(max_bytes) => Some(hold),
+            _ = tokio::time::sleep_until(deadline) => None,
+            _ = broker.shutdown.cancelled() => None,
+        };
+        let Some(mut hold) = reserved else {
+            break (empty_reads(&wanted), None);
+        };
         let task_wanted = wanted.clone();
         let results =
             tokio::task::spawn_blocking(move || read_all(&task_wanted, max_bytes, isolation))
@@ -114,7 +125,12 @@ pub async fn handle(
             .sum();
         let any_error = results.iter().any(|r| r.error_code != 0);
         if bytes >= min_bytes || any_error || watches.is_empty() {
-            fit_permit(broker, &mut hold, bytes).await;
+            // Growing the permit for a first batch above the limits waits as boundedly.
+            tokio::select! {
+                _ = fit_permit(broker, &mut hold, bytes) => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+                _ = broker.shutdown.cancelled() => {}
+            }
             break (results, hold);
         }
         drop(hold);
@@ -189,6 +205,34 @@ async fn fit_permit(broker: &Broker, hold: &mut Option<OwnedSemaphorePermit>, by
     {
         permit.merge(extra);
     }
+}
+
+/// Every wanted partition with no records and its current watermarks.
+fn empty_reads(wanted: &[Wanted]) -> Vec<PartitionRead> {
+    wanted
+        .iter()
+        .map(|w| match &w.partition {
+            Ok(partition) => {
+                let marks = partition.watermarks();
+                PartitionRead {
+                    error_code: 0,
+                    high_watermark: marks.high_watermark,
+                    last_stable_offset: marks.last_stable_offset,
+                    log_start_offset: marks.log_start_offset,
+                    records: None,
+                    aborted: Vec::new(),
+                }
+            }
+            Err(code) => PartitionRead {
+                error_code: *code,
+                high_watermark: -1,
+                last_stable_offset: -1,
+                log_start_offset: -1,
+                records: None,
+                aborted: Vec::new(),
+            },
+        })
+        .collect()
 }
 
 #[derive(Debug, Default)]

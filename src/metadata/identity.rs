@@ -110,10 +110,14 @@ mod tests {
     #[test]
     fn identity_is_created_once_and_checked() {
         let dir = tempfile::tempdir().unwrap();
-        let first = NodeIdentity::load_or_create(&crate::disk::OsDisk::default(), dir.path(), 0).unwrap();
+        let first =
+            NodeIdentity::load_or_create(&crate::disk::OsDisk::default(), dir.path(), 0).unwrap();
         assert_eq!(first.cluster_id.len(), 22);
-        let again = NodeIdentity::load_or_create(&crate::disk::OsDisk::default(), dir.path(), 0).unwrap();
+        let again =
+            NodeIdentity::load_or_create(&crate::disk::OsDisk::default(), dir.path(), 0).unwrap();
         assert_eq!(first, again);
-        assert!(NodeIdentity::load_or_create(&crate::disk::OsDisk::default(), dir.path(), 1).is_err());
+        assert!(
+            NodeIdentity::load_or_create(&crate::disk::OsDisk::default(), dir.path(), 1).is_err()
+        );
     }
 }

@@ -204,6 +204,15 @@ impl DiskFile for DirectFile {
         self.writer.sync_all()
     }
 
+    fn trim(&self) -> io::Result<()> {
+        let _appending = self.appending.lock().unwrap_or_else(|e| e.into_inner());
+        let len = self.lock().len;
+        if self.writer.metadata()?.len() > len {
+            self.writer.set_len(len)?;
+        }
+        Ok(())
+    }
+
     fn modified_ms(&self) -> Option<i64> {
         let modified = self.reader.metadata().and_then(|m| m.modified()).ok()?;
         let since = modified.duration_since(std::time::UNIX_EPOCH).ok()?;

@@ -64,6 +64,11 @@ pub trait DiskFile: Send + Sync + fmt::Debug {
     fn sync_all(&self) -> io::Result<()>;
     /// Last modification, in milliseconds since the epoch.
     fn modified_ms(&self) -> Option<i64>;
+    /// Drops whatever the file holds past its data (the zero padding of `O_DIRECT`
+    /// appends), so a cleanly closed file ends at its last byte. Not durable by itself.
+    fn trim(&self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The disk the broker runs on unless told otherwise (buffered log writes).

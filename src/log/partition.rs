@@ -112,7 +112,7 @@ impl PartitionLog {
     /// Closes `active` (data and indexes fsynced, so only the newest segment can ever be
     /// torn) and starts a new segment at `next_offset`.
     pub fn roll(&self, active: &Segment, next_offset: i64) -> std::io::Result<Arc<Segment>> {
-        active.sync_data()?;
+        active.seal()?;
         active.sync_indexes()?;
         let config = self.config();
         let segment = Arc::new(Segment::create(
@@ -135,7 +135,7 @@ impl PartitionLog {
     /// fsync of the active segment's data and indexes (shutdown, page_cache flushes).
     pub fn sync_active(&self) -> std::io::Result<()> {
         let active = self.active_segment()?;
-        active.sync_data()?;
+        active.seal()?;
         active.sync_indexes()
     }
 

@@ -406,6 +406,13 @@ impl Segment {
         self.file.sync_data()
     }
 
+    /// fdatasync after dropping any padding past the data: a segment closed cleanly (rolled,
+    /// or at shutdown) ends exactly after its last batch.
+    pub fn seal(&self) -> std::io::Result<()> {
+        self.file.trim()?;
+        self.file.sync_data()
+    }
+
     /// Flushes and fsyncs the indexes (on roll and shutdown; recovery rebuilds them otherwise).
     pub fn sync_indexes(&self) -> std::io::Result<()> {
         let mut indexes = self.lock_indexes();

@@ -66,6 +66,8 @@ def weir_json(target: Target, *args: str, stdin: str | None = None):
 def test_every_subcommand_against_kafka(kafka):
     topic = "cli-on-kafka"
     weir(kafka, "topic", "create", topic, "--partitions", "3", "--config", "retention.ms=3600000")
+    # Kafka elects the new partitions' leaders asynchronously.
+    helpers.wait_for_topic(kafka.bootstrap, topic, 3)
     assert topic in [t["name"] for t in weir_json(kafka, "topic", "list")]
     described = weir_json(kafka, "topic", "describe", topic)
     assert len(described["partitions"]) == 3

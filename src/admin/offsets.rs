@@ -21,9 +21,35 @@ pub const LATEST: i64 = -1;
 /// (topic, partition)
 pub type Tp = (String, i32);
 
+/// Attempts of a request that meets a retriable error (a leader moving or not yet elected,
+/// as right after a topic is created), with fresh metadata each time.
+const ATTEMPTS: u32 = 20;
+const RETRY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// The offset of each partition at `timestamp` (EARLIEST, LATEST or milliseconds), asked
 /// of each partition's leader. -1 for a timestamp after the last record.
 pub async fn list_offsets(
+    cluster: &mut Cluster,
+    partitions: &[Tp],
+    timestamp: i64,
+) -> Result<BTreeMap<Tp, i64>, ClientError> {
+    let mut attempt = 1;
+    loop {
+        match list_offsets_once(cluster, partitions, timestamp).await {
+            Err(ClientError::Broker { code, .. })
+                if attempt < ATTEMPTS
+                    && kafka_protocol::ResponseError::try_from_code(code)
+                        .is_some_and(|e| e.is_retriable()) =>
+            {
+                attempt += 1;
+                tokio::time::sleep(RETRY_BACKOFF).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn list_offsets_once(
     cluster: &mut Cluster,
     partitions: &[Tp],
     timestamp: i64,
@@ -46,6 +72,10 @@ pub async fn list_offsets(
         let leader = leaders.get(tp).copied().ok_or_else(|| {
             ClientError::Other(format!("partition {}-{} does not exist", tp.0, tp.1))
         })?;
+        if leader < 0 {
+            let code = kafka_protocol::ResponseError::LeaderNotAvailable.code();
+            ClientError::check(code, None, || format!("partition {}-{}", tp.0, tp.1))?;
+        }
         by_leader.entry(leader).or_default().push(tp);
     }
     let mut offsets = BTreeMap::new();

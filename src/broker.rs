@@ -69,7 +69,7 @@ impl Broker {
         config: Config,
         bound: SocketAddr,
     ) -> Result<(Arc<Broker>, RecoverySummary), BrokerError> {
-        let disk = crate::disk::os_with(config.effective_log_write_io());
+        let disk = crate::disk::os_with(config.log_write_io);
         Broker::open_on(config, bound, disk).await
     }
 
@@ -103,6 +103,8 @@ impl Broker {
             writer,
             durability: config.durability,
             write_path: config.write_path,
+            page_cache_via_writer: config.durability == crate::config::Durability::PageCache
+                && config.log_write_io == crate::config::LogWriteIo::Direct,
             write_budget: Arc::new(Semaphore::new(budget)),
             write_budget_bytes: budget,
         };

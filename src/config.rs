@@ -61,8 +61,7 @@ pub enum WritePath {
     Inline,
 }
 
-/// How segment log files are written (`durability: fsync` only; `page_cache` mode writes
-/// through the page cache by definition).
+/// How segment log files are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogWriteIo {
@@ -393,14 +392,6 @@ impl Config {
             ));
         }
         Ok(())
-    }
-
-    /// The log write I/O in effect: `direct` only applies to `durability: fsync`.
-    pub fn effective_log_write_io(&self) -> LogWriteIo {
-        match self.durability {
-            Durability::Fsync => self.log_write_io,
-            Durability::PageCache => LogWriteIo::Buffered,
-        }
     }
 
     /// The host and port clients are told to connect to.

@@ -38,6 +38,10 @@ pub struct PartitionOptions {
     pub writer: WriterHandle,
     pub durability: Durability,
     pub write_path: WritePath,
+    /// page_cache mode with direct log writes: appends go to the background writer (group
+    /// write, acknowledged once written, fsynced by the periodic flush) instead of being
+    /// copied into the page cache by the request handler.
+    pub page_cache_via_writer: bool,
     pub write_budget: Arc<Semaphore>,
     pub write_budget_bytes: usize,
 }

@@ -41,6 +41,7 @@ fn open(disk: &SimDisk) -> Result<(Arc<LogManager>, ManualWriter), String> {
         writer,
         durability: Durability::Fsync,
         write_path: WritePath::Background,
+        page_cache_via_writer: false,
         write_budget: Arc::new(Semaphore::new(64 << 20)),
         write_budget_bytes: 64 << 20,
     };

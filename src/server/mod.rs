@@ -63,7 +63,7 @@ pub struct RunningServer {
 impl RunningServer {
     /// Binds the listener, recovers the data directory and starts accepting clients.
     pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
-        let disk = crate::disk::os_with(config.effective_log_write_io());
+        let disk = crate::disk::os_with(config.log_write_io);
         RunningServer::start_on(config, disk).await
     }
 

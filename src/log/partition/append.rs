@@ -192,7 +192,12 @@ impl Partition {
             permit,
         };
         let fsync = self.options.durability == Durability::Fsync;
-        if !fsync || self.options.write_path == WritePath::Inline {
+        let inline = if fsync {
+            self.options.write_path == WritePath::Inline
+        } else {
+            !self.options.page_cache_via_writer
+        };
+        if inline {
             // page_cache mode writes into the page cache right here and leaves the flush to
             // the writer thread (no thread hop before the acknowledgement). In fsync mode this
             // is the `inline` benchmark baseline: write and fsync while holding the partition.

@@ -42,6 +42,7 @@ pub(crate) fn options() -> PartitionOptions {
             .unwrap(),
         durability: Durability::Fsync,
         write_path: WritePath::Background,
+        page_cache_via_writer: false,
         write_budget: Arc::new(Semaphore::new(64 << 20)),
         write_budget_bytes: 64 << 20,
     }

@@ -212,25 +212,8 @@ fn empty_reads(wanted: &[Wanted]) -> Vec<PartitionRead> {
     wanted
         .iter()
         .map(|w| match &w.partition {
-            Ok(partition) => {
-                let marks = partition.watermarks();
-                PartitionRead {
-                    error_code: 0,
-                    high_watermark: marks.high_watermark,
-                    last_stable_offset: marks.last_stable_offset,
-                    log_start_offset: marks.log_start_offset,
-                    records: None,
-                    aborted: Vec::new(),
-                }
-            }
-            Err(code) => PartitionRead {
-                error_code: *code,
-                high_watermark: -1,
-                last_stable_offset: -1,
-                log_start_offset: -1,
-                records: None,
-                aborted: Vec::new(),
-            },
+            Ok(partition) => PartitionRead::without_records(0, Some(partition)),
+            Err(code) => PartitionRead::without_records(*code, None),
         })
         .collect()
 }
@@ -245,6 +228,21 @@ struct PartitionRead {
     aborted: Vec<AbortedTxn>,
 }
 
+impl PartitionRead {
+    /// No records: `code` with the partition's watermarks, or -1s when there is none.
+    fn without_records(code: i16, partition: Option<&Partition>) -> PartitionRead {
+        let marks = partition.map(|p| p.watermarks());
+        PartitionRead {
+            error_code: code,
+            high_watermark: marks.map_or(-1, |m| m.high_watermark),
+            last_stable_offset: marks.map_or(-1, |m| m.last_stable_offset),
+            log_start_offset: marks.map_or(-1, |m| m.log_start_offset),
+            records: None,
+            aborted: Vec::new(),
+        }
+    }
+}
+
 /// Reads every partition in request order (blocking I/O). The first batch found may exceed
 /// the limits (KIP-74); after that, partition and response limits hold strictly.
 fn read_all(wanted: &[Wanted], max_bytes: usize, isolation: Isolation) -> Vec<PartitionRead> {
@@ -255,16 +253,7 @@ fn read_all(wanted: &[Wanted], max_bytes: usize, isolation: Isolation) -> Vec<Pa
         .map(|w| {
             let partition = match &w.partition {
                 Ok(p) => p,
-                Err(code) => {
-                    return PartitionRead {
-                        error_code: *code,
-                        high_watermark: -1,
-                        last_stable_offset: -1,
-                        log_start_offset: -1,
-                        records: None,
-                        aborted: Vec::new(),
-                    };
-                }
+                Err(code) => return PartitionRead::without_records(*code, None),
             };
             let limit = w.max_bytes.min(remaining);
             match partition.read(w.fetch_offset, limit, min_one, isolation) {
@@ -287,15 +276,7 @@ fn read_all(wanted: &[Wanted], max_bytes: usize, isolation: Isolation) -> Vec<Pa
                         tracing::warn!(topic = partition.topic(), partition = w.index,
                             error = %e, "fetch read failed");
                     }
-                    let marks = partition.watermarks();
-                    PartitionRead {
-                        error_code: e.error_code(),
-                        high_watermark: marks.high_watermark,
-                        last_stable_offset: marks.last_stable_offset,
-                        log_start_offset: marks.log_start_offset,
-                        records: None,
-                        aborted: Vec::new(),
-                    }
+                    PartitionRead::without_records(e.error_code(), Some(partition))
                 }
             }
         })

@@ -17,6 +17,7 @@ use crate::group::offsets::OffsetStore;
 use crate::log::internal_log::InternalLog;
 use crate::log::manager::{LogManager, RecoverySummary, Topic, TopicError};
 use crate::log::partition::PartitionOptions;
+use crate::log::tail_cache::TailBudget;
 use crate::metadata::{MetadataError, NodeIdentity, ProducerIdAllocator};
 use crate::shutdown::Shutdown;
 use crate::txn::{TransactionCoordinator, TxnLimits};
@@ -107,6 +108,11 @@ impl Broker {
                 && config.log_write_io == crate::config::LogWriteIo::Direct,
             write_budget: Arc::new(Semaphore::new(budget)),
             write_budget_bytes: budget,
+            tail_cache: (config.log_write_io == crate::config::LogWriteIo::Direct
+                && config.tail_cache_bytes > 0)
+                .then(|| {
+                    TailBudget::new(usize::try_from(config.tail_cache_bytes).unwrap_or(usize::MAX))
+                }),
         };
         let open_config = config.clone();
         let (logs, summary) =

@@ -119,6 +119,7 @@ pub struct Config {
     pub durability: Durability,
     pub write_path: WritePath,
     pub log_write_io: LogWriteIo,
+    pub tail_cache_bytes: u64,
     pub flush_interval_ms: u64,
     pub write_queue_max_bytes: u64,
     pub disk_min_free_bytes: u64,

@@ -10,7 +10,9 @@ import statistics
 MIB = 1024 * 1024
 FSYNC, PAGE, KAFKA = "weir-fsync", "weir-page_cache", "kafka"
 MAIN = (FSYNC, PAGE, KAFKA)
-AB = [("weir-fsync", "fsync", "background (default)"), ("weir-fsync-inline", "fsync", "inline"),
+AB = [("weir-fsync", "fsync", "background, direct (default)"),
+      ("weir-fsync-inline", "fsync", "inline"),
+      ("weir-fsync-buffered", "fsync", "background, buffered"),
       ("weir-page_cache", "page_cache", "async flush")]
 
 
@@ -237,6 +239,13 @@ class Report:
                 ("rdkafka: produce→ack p99", "latency.rdkafka", "ack/lat_p99_ms", "p99"),
                 ("rdkafka: produce→ack p99.9", "latency.rdkafka", "ack/lat_p999_ms", "p999"),
                 ("rdkafka: achieved rate, MiB/s", "latency.rdkafka", "achieved_bytes_per_s", None),
+                ("rdkafka linger.ms=1: end-to-end p50", "latency.rdkafka-linger1", "e2e/lat_p50_ms", "p50"),
+                ("rdkafka linger.ms=1: end-to-end p99", "latency.rdkafka-linger1", "e2e/lat_p99_ms", "p99"),
+                ("rdkafka linger.ms=1: end-to-end p99.9", "latency.rdkafka-linger1", "e2e/lat_p999_ms", "p999"),
+                ("rdkafka linger.ms=1: produce→ack p50", "latency.rdkafka-linger1", "ack/lat_p50_ms", "p50"),
+                ("rdkafka linger.ms=1: produce→ack p99", "latency.rdkafka-linger1", "ack/lat_p99_ms", "p99"),
+                ("rdkafka linger.ms=1: produce→ack p99.9", "latency.rdkafka-linger1", "ack/lat_p999_ms", "p999"),
+                ("rdkafka linger.ms=1: achieved rate, MiB/s", "latency.rdkafka-linger1", "achieved_bytes_per_s", None),
                 ("EndToEndLatency probe: average", "latency.java", "e2e/lat_avg_ms", None),
                 ("EndToEndLatency probe: p50 (whole ms)", "latency.java", "e2e/lat_p50_ms", "p50"),
                 ("EndToEndLatency probe: p99 (whole ms)", "latency.java", "e2e/lat_p99_ms", "p99"),
@@ -253,7 +262,10 @@ class Report:
         self.add(*_table(hdr, rows), "")
         self.add("rdkafka: one rdkafka_performance producer at the fixed rate (`-r`, acks=all, "
                  "`-l`: each record carries its send time) and one tailing consumer on all "
-                 "partitions, each record's latency in µs (`-A`). Kafka's tools: ProducerPerformance "
+                 "partitions, each record's latency in µs (`-A`). The producer runs first with "
+                 "librdkafka's default `linger.ms` of 5, which every record may wait out in the "
+                 "client before it is sent and which both brokers pay alike, then with `linger.ms=1`, "
+                 "where what remains is the broker's own latency. Kafka's tools: ProducerPerformance "
                  "holds the same rate on one topic (its ack latencies are whole ms) while "
                  "EndToEndLatency sends one record at a time through a one-partition topic and "
                  "waits for it to be consumed (its percentiles are whole ms, truncated; the "
@@ -305,23 +317,29 @@ class Report:
                  "run, divided by the GiB of payload moved. Ratios below 1: Weir cheaper.", "")
 
     def ab(self) -> None:
-        self.add("## (g) Weir A/B: group-commit writer vs inline write+fsync; fsync vs page_cache", "")
+        self.add("## (g) Weir A/B: group-commit writer vs inline write+fsync; direct vs buffered "
+                 "segment writes; fsync vs page_cache", "")
         metrics = []
         for client, cname in (("rdkafka", "rdkafka_performance"), ("java", "ProducerPerformance")):
             for n in self.r["meta"]["plan"]["producer_counts"]:
                 metrics.append((f"acks=all {cname} {n}p, MiB/s", f"produce.acksall.{client}.p{n}",
                                 "bytes_per_s", MIB))
+        for n in self.r["meta"]["plan"]["producer_counts"]:
+            metrics.append((f"acks=all rdkafka_performance {n}p, broker CPU-s/GiB",
+                            f"produce.acksall.rdkafka.p{n}", "broker_cpu_s_per_gib", 1))
         metrics += [("rdkafka end-to-end p50, ms", "latency.rdkafka", "e2e/lat_p50_ms", 1),
                     ("rdkafka end-to-end p99, ms", "latency.rdkafka", "e2e/lat_p99_ms", 1),
                     ("rdkafka produce→ack p99, ms", "latency.rdkafka", "ack/lat_p99_ms", 1),
+                    ("rdkafka linger.ms=1 end-to-end p99, ms", "latency.rdkafka-linger1", "e2e/lat_p99_ms", 1),
+                    ("rdkafka linger.ms=1 end-to-end p99.9, ms", "latency.rdkafka-linger1", "e2e/lat_p999_ms", 1),
                     ("EndToEndLatency average, ms", "latency.java", "e2e/lat_avg_ms", 1)]
-        hdr = ["metric"] + [f"{d} + {w}" for _, d, w in AB] + ["background / inline, fsync",
-                                                              "page_cache / fsync"]
+        hdr = ["metric"] + [f"{d} + {w}" for _, d, w in AB] + [
+            "background / inline", "direct / buffered", "page_cache / fsync"]
         rows = []
         for label, key, path, scale in metrics:
             st = [self.s.stat(n, key, path) for n, _, _ in AB]
             rows.append([label, *[cell(x, scale, self.s.status(n, key)) for x, (n, _, _) in zip(st, AB)],
-                         ratio(st[0], st[1]), ratio(st[2], st[0])])
+                         ratio(st[0], st[1]), ratio(st[0], st[2]), ratio(st[3], st[0])])
         self.add(*_table(hdr, rows), "")
         for n, _, _ in AB:
             for s in self.s.by_session.get(n, []):
@@ -330,11 +348,13 @@ class Report:
                              f"(`{s['config']}`): {s['rejected']}", "")
                     break
         self.add("`write_path: inline` writes and fsyncs in the request path instead of handing "
-                 "the batch to the log directory's background group-commit writer. In `page_cache` "
-                 "mode the request handler always copies the batch into the page cache itself and "
-                 "the writer thread only flushes every `flush_interval_ms`, so that mode has no "
-                 "inline variant. Same workloads as (a) and (d). Throughput ratios above 1 and "
-                 "latency ratios below 1 favour the first-named.", "")
+                 "the batch to the log directory's background group-commit writer. "
+                 "`log_write_io: buffered` writes segments through the page cache instead of with "
+                 "O_DIRECT (the default). In `page_cache` mode the writer acknowledges `acks=all` "
+                 "once the O_DIRECT write completed and fsyncs every `flush_interval_ms`. All "
+                 "columns but the first differ from it in one setting. Same workloads as (a) and "
+                 "(d). Throughput ratios above 1 and latency and CPU ratios below 1 favour the "
+                 "first-named.", "")
 
     def noise(self) -> None:
         self.add("## Noise and conditions", "")

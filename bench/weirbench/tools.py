@@ -67,9 +67,11 @@ class Tools:
             f"acks={acks}", *JAVA_PRODUCER_PROPS], log)
 
     def rdkafka_producer_cmd(self, bootstrap: str, topic: str, records: int, acks: str,
-                             rate: float | None = None, latency_file: Path | None = None) -> list[str]:
+                             rate: float | None = None, latency_file: Path | None = None,
+                             linger_ms: int | None = None) -> list[str]:
+        conf = RDKAFKA_PRODUCER_CONF if linger_ms is None else ["-X", f"linger.ms={linger_ms}"]
         cmd = [str(self.rdkafka_bin), "-P", "-t", topic, "-b", bootstrap, "-s", str(self.record_size),
-               "-c", str(records), "-a", "-1" if acks == "all" else acks, "-q", *RDKAFKA_PRODUCER_CONF]
+               "-c", str(records), "-a", "-1" if acks == "all" else acks, "-q", *conf]
         if rate:
             cmd += ["-r", str(rate)]
         if latency_file:

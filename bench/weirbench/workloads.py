@@ -156,6 +156,7 @@ class Session:
         if "latency" in self.spec.workloads:
             if self.tools.have_rdkafka:
                 self._run("latency.rdkafka", self.latency_rdkafka)
+                self._run("latency.rdkafka-linger1", lambda: self.latency_rdkafka(linger_ms=1))
             if self.tools.have_java:
                 self._run("latency.java", self.latency_java)
         if "consume" in self.spec.workloads:
@@ -262,18 +263,20 @@ class Session:
 
     # ---- (d) end-to-end latency at a fixed rate --------------------------------------------
 
-    def latency_rdkafka(self) -> dict:
+    def latency_rdkafka(self, linger_ms: int | None = None) -> dict:
         """rdkafka_performance pair in latency mode: the producer stamps each record with its
         send time and sends at a fixed rate (acks=all); the consumer, tailing all partitions,
-        writes per-record end-to-end latency (us); the producer writes per-record ack latency."""
-        topic = "latency-rdkafka"
+        writes per-record end-to-end latency (us); the producer writes per-record ack latency.
+        `linger_ms` 0 takes the client's batching delay (librdkafka's default 5 ms, which every
+        record waits up to) out, so what remains is the broker's own latency."""
+        topic = "latency-rdkafka" if linger_ms is None else f"latency-rdkafka-linger{linger_ms}"
         self.broker.create_topic(topic, self.plan.partitions)
         rate = self.plan.latency_rate_bytes // self.plan.record_size
         count = rate * self.plan.latency_seconds
         logs = self.tools.run_dir / "latency"
         logs.mkdir(exist_ok=True)
-        e2e_file = logs / f"{self.spec.name}-{id(self)}-e2e.us"
-        ack_file = logs / f"{self.spec.name}-{id(self)}-ack.us"
+        e2e_file = logs / f"{self.spec.name}-{id(self)}-{topic}-e2e.us"
+        ack_file = logs / f"{self.spec.name}-{id(self)}-{topic}-ack.us"
         cproc, clog = self.tools.start_tailing_consumer("rdkafka", self.broker.bootstrap, topic,
                                                         self.plan.partitions, count, latency_file=e2e_file)
         time.sleep(self.plan.consumer_settle_s)
@@ -281,7 +284,8 @@ class Session:
         def run_pair():
             plog = self.tools._log("rdkafka-latency-producer")
             cmd = self.tools.rdkafka_producer_cmd(self.broker.bootstrap, topic, count, "all",
-                                                  rate=rate, latency_file=ack_file)
+                                                  rate=rate, latency_file=ack_file,
+                                                  linger_ms=linger_ms)
             rc, text = procs.run(cmd, plog, timeout=self.plan.latency_seconds * 4 + 120)
             try:
                 prod = parsers.rdkafka_producer(text)

@@ -23,6 +23,7 @@ pub mod partition;
 pub mod producer_state;
 pub mod records;
 pub mod segment;
+pub mod tail_cache;
 pub mod topic_config;
 pub mod transactions;
 pub mod writer;

@@ -12,7 +12,8 @@ use tracing::{error, warn};
 
 use super::commit::{CommitQueue, PendingAppend, Persistence};
 use super::producer_state::{ActiveProducer, ProducerStates};
-use super::segment::{RecoveryReport, Segment, parse_segment_file_name};
+use super::segment::{AppendBatch, RecoveryReport, Segment, SegmentRead, parse_segment_file_name};
+use super::tail_cache::{TailBudget, TailCache};
 use super::topic_config::TopicConfig;
 use super::transactions::PartitionTxns;
 use super::writer::{WriterCommand, WriterHandle};
@@ -44,6 +45,9 @@ pub struct PartitionOptions {
     pub page_cache_via_writer: bool,
     pub write_budget: Arc<Semaphore>,
     pub write_budget_bytes: usize,
+    /// The shared budget of the in-memory tail caches; `None` turns them off (buffered
+    /// writes leave the newest batches in the page cache anyway).
+    pub tail_cache: Option<Arc<TailBudget>>,
 }
 
 /// The part of a partition its writer task shares: segments, commit queue, poison flag.
@@ -61,6 +65,8 @@ pub struct PartitionLog {
     closed: AtomicBool,
     /// Written by a request handler since the last flush (page_cache mode).
     dirty: AtomicBool,
+    /// The newest batches, for fetches at the log end.
+    tail: Option<Arc<TailCache>>,
 }
 
 impl PartitionLog {
@@ -168,6 +174,29 @@ impl PartitionLog {
                 "write to the log failed: partition refuses writes until restart");
         }
         self.commit.fail_all();
+        if let Some(tail) = &self.tail {
+            tail.clear();
+        }
+    }
+
+    /// Keeps batches the writer has just written for tailing fetches.
+    pub fn cache_written(&self, batches: &[AppendBatch]) {
+        if let Some(tail) = &self.tail {
+            tail.push(batches);
+        }
+    }
+
+    /// A fetch's answer from the tail cache, when it holds `offset`.
+    fn read_cached(
+        &self,
+        offset: i64,
+        limit_offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+    ) -> Option<SegmentRead> {
+        self.tail
+            .as_ref()?
+            .read(offset, limit_offset, max_bytes, min_one)
     }
 }
 
@@ -296,6 +325,7 @@ impl Partition {
             poisoned: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             dirty: AtomicBool::new(false),
+            tail: options.tail_cache.as_ref().map(TailCache::new),
         });
         Ok(Arc::new(Partition {
             topic: topic.to_string(),

@@ -44,6 +44,7 @@ fn open(disk: &SimDisk) -> Result<(Arc<LogManager>, ManualWriter), String> {
         page_cache_via_writer: false,
         write_budget: Arc::new(Semaphore::new(64 << 20)),
         write_budget_bytes: 64 << 20,
+        tail_cache: Some(crate::log::tail_cache::TailBudget::new(64 << 20)),
     };
     let config = config();
     crate::disk::create_dir_durable(disk, &config.data_dir).map_err(|e| e.to_string())?;

@@ -409,6 +409,7 @@ fn write_appends(log: &PartitionLog, appends: &[WriteRequest]) -> std::io::Resul
         let last_offset = request.append.next_offset - 1;
         if log.should_roll(&active, run_bytes + request_bytes, last_offset) {
             active.append(&run)?;
+            log.cache_written(&run);
             run.clear();
             run_bytes = 0;
             active = log.roll(&active, request.append.base_offset)?;
@@ -417,6 +418,7 @@ fn write_appends(log: &PartitionLog, appends: &[WriteRequest]) -> std::io::Resul
         run_bytes += request_bytes;
     }
     active.append(&run)?;
+    log.cache_written(&run);
     for request in appends {
         request.append.mark(Persistence::Written);
     }

@@ -69,6 +69,29 @@ impl Partition {
         if offset >= limit {
             return Ok(result);
         }
+        match self.log.read_cached(offset, limit, max_bytes, min_one) {
+            Some(SegmentRead::Data(records)) => result.records = Some(records),
+            Some(_) => {}
+            None => self.read_segments(offset, limit, max_bytes, min_one, &mut result)?,
+        }
+        if isolation == Isolation::ReadCommitted
+            && let Some(records) = &result.records
+        {
+            let end = end_offset(records).unwrap_or(limit);
+            result.aborted = self.sequencer().txns.aborted_between(offset, end);
+        }
+        Ok(result)
+    }
+
+    /// The segments' answer to a fetch the tail cache does not hold.
+    fn read_segments(
+        &self,
+        offset: i64,
+        limit: i64,
+        max_bytes: usize,
+        min_one: bool,
+        result: &mut ReadResult,
+    ) -> Result<(), LogError> {
         let candidates: Vec<Arc<Segment>> = {
             let segments = self.log.segments();
             // Retention may have removed the segment since the watermarks were read.
@@ -96,13 +119,7 @@ impl Partition {
                 SegmentRead::Uncommitted | SegmentRead::DoesNotFit => break,
             }
         }
-        if isolation == Isolation::ReadCommitted
-            && let Some(records) = &result.records
-        {
-            let end = end_offset(records).unwrap_or(limit);
-            result.aborted = self.sequencer().txns.aborted_between(offset, end);
-        }
-        Ok(result)
+        Ok(())
     }
 
     /// The batch holding the first record with timestamp >= `timestamp`, if any (blocking).

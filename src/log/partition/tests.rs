@@ -45,6 +45,7 @@ pub(crate) fn options() -> PartitionOptions {
         page_cache_via_writer: false,
         write_budget: Arc::new(Semaphore::new(64 << 20)),
         write_budget_bytes: 64 << 20,
+        tail_cache: Some(crate::log::tail_cache::TailBudget::new(64 << 20)),
     }
 }
 

@@ -7,6 +7,7 @@ import base64
 import os
 import shutil
 import time
+import urllib.request
 from pathlib import Path
 
 from . import procs, wire
@@ -66,6 +67,10 @@ class Broker:
     def create_topic(self, name: str, partitions: int) -> None:
         wire.create_topic(self.bootstrap, name, partitions)
 
+    def wal_counters(self) -> dict | None:
+        """Weir's write-path counters (sums and counts of its WAL histograms), None elsewhere."""
+        return None
+
     def restart(self) -> float:
         self.stop()
         return self.start()
@@ -93,6 +98,7 @@ class WeirBroker(Broker):
         super().__init__(name, workdir, data_dir)
         self.binary = binary
         self.config = dict(config)
+        self.metrics_port: int | None = None
         self.config_file = workdir / "weir.yaml"
         self.config_file.write_text(
             "# written by scripts/bench; every other key keeps its default\n"
@@ -103,9 +109,10 @@ class WeirBroker(Broker):
         self.starts += 1
         log = self.workdir / f"weir.{self.starts}.log"
         env = dict(os.environ)  # Weir's own default log level unless RUST_LOG is set
+        self.metrics_port = procs.free_port()
         cmd = [str(self.binary), "--listen", self.bootstrap, "--data-dir", str(self.data_dir),
                "--config", str(self.config_file),
-               "--metrics-listen", f"127.0.0.1:{procs.free_port()}"]
+               "--metrics-listen", f"127.0.0.1:{self.metrics_port}"]
         self.proc = procs.spawn(cmd, log, env=env)
         try:
             return wire.wait_ready(self.bootstrap, 60, alive=self.alive)
@@ -115,6 +122,29 @@ class WeirBroker(Broker):
             if "config key" in text or "unknown" in text:
                 raise BrokerRejected(text.splitlines()[-1] if text else str(e)) from e
             raise RuntimeError(f"weir did not start: {e}\n{text[-2000:]}") from e
+
+    WAL_SERIES = ("weir_wal_group_bytes_sum", "weir_wal_group_bytes_count",
+                  "weir_wal_group_requests_sum", "weir_wal_fsync_duration_seconds_sum",
+                  "weir_wal_fsync_duration_seconds_count")
+
+    def wal_counters(self) -> dict | None:
+        if not self.alive() or self.metrics_port is None:
+            return None
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",
+                                        timeout=5) as resp:
+                text = resp.read().decode()
+        except OSError:
+            return None
+        out = {}
+        for line in text.splitlines():
+            name, _, value = line.partition(" ")
+            if name in self.WAL_SERIES:
+                try:
+                    out[name] = float(value)
+                except ValueError:
+                    pass
+        return out
 
 
 def kafka_cluster_id() -> str:

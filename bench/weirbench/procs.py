@@ -126,6 +126,7 @@ class Window:
         m1 = machine_ticks()
         busy, idle = m1[0] - self.m0[0], m1[1] - self.m0[1]
         self.machine_busy_pct = 100.0 * busy / max(1, busy + idle)
+        self.machine_busy_cpu_s = busy / os.sysconf("SC_CLK_TCK")
         self.load1 = os.getloadavg()[0]
         self.broker_cpu_s = None
         self.rss_end_kb = None
@@ -147,5 +148,7 @@ class Window:
             out.update({"broker_cpu_s": round(self.broker_cpu_s, 3),
                         "broker_cpu_pct": round(100.0 * self.broker_cpu_s / max(self.wall, 1e-9), 1),
                         "broker_rss_peak_kb": self.rss_peak_kb,
-                        "broker_rss_end_kb": self.rss_end_kb})
+                        "broker_rss_end_kb": self.rss_end_kb,
+                        # The load generators, mostly (and anything else on the machine).
+                        "others_cpu_s": round(max(0.0, self.machine_busy_cpu_s - self.broker_cpu_s), 3)})
         return out

@@ -205,10 +205,18 @@ class Report:
                 for n in self.r["meta"]["plan"]["producer_counts"]:
                     keys.append((f"{cname}, {n} producer{'s' if n > 1 else ''}",
                                  f"produce.acks{acks}.{client}.p{n}", self.produce_limit(n)))
+            note = ""
+            if acks == "all":
+                n = max(self.r["meta"]["plan"]["producer_counts"])
+                keys.append((f"rdkafka_performance, {n} producers, one record per request",
+                             f"produce.small.rdkafka.p{n}", self.produce_limit(n)))
+                note = (" One record per request: `linger.ms=0` and `batch.num.messages=1`, the "
+                        "many small writes group commit is for; the other rows use the clients' "
+                        "own batching (`linger.ms` 5).")
             self.throughput_table(keys, "MiB/s of record payload (1 KiB records, 8 partitions; N "
                                   "producers = N processes, rates summed). Limit: the lower of "
                                   "sequential buffered disk write and loopback TCP (4 streams for "
-                                  "several producers). Ratios above 1: Weir faster.")
+                                  "several producers). Ratios above 1: Weir faster." + note)
 
     def consume(self) -> None:
         self.add("## (c) Consume throughput", "")
@@ -315,6 +323,35 @@ class Report:
         self.add(*_table(hdr, rows), "",
                  "utime+stime of the broker process (all threads) from /proc/<pid>/stat over the "
                  "run, divided by the GiB of payload moved. Ratios below 1: Weir cheaper.", "")
+        self.client_share()
+
+    def client_share(self) -> None:
+        """How far a cheaper broker can lift throughput when the load generators share the
+        machine's two cores: at full CPU, MiB/s is about cores / (broker + clients CPU-s/GiB)."""
+        self.add("### Where the CPU goes, produce acks=all", "")
+        hdr = ["workload", "Kafka: broker", "Kafka: everything else", "Weir page_cache: broker",
+               "Weir page_cache: everything else", "machine busy %, Kafka / Weir",
+               "ceiling of page_cache / Kafka with a free broker"]
+        rows = []
+        for client, cname in (("java", "ProducerPerformance"), ("rdkafka", "rdkafka_performance")):
+            for n in self.r["meta"]["plan"]["producer_counts"]:
+                key = f"produce.acksall.{client}.p{n}"
+                kb = self.s.stat(KAFKA, key, "broker_cpu_s_per_gib")
+                ko = self.s.stat(KAFKA, key, "others_cpu_s_per_gib")
+                wb = self.s.stat(PAGE, key, "broker_cpu_s_per_gib")
+                wo = self.s.stat(PAGE, key, "others_cpu_s_per_gib")
+                ceiling = ((kb[0] + ko[0]) / wo[0], 0, 0, 1) if kb and ko and wo and wo[0] else None
+                busy = f"{cell(self.s.stat(KAFKA, key, 'machine_busy_pct'))} / {cell(self.s.stat(PAGE, key, 'machine_busy_pct'))}"
+                rows.append([f"{cname}, {n}p", cell(kb), cell(ko), cell(wb), cell(wo), busy,
+                             cell(ceiling)])
+        self.add(*_table(hdr, rows), "",
+                 "CPU-seconds per GiB produced. Everything else is the machine's busy time minus "
+                 "the broker's: the load generators, mostly. With both cores busy, throughput is "
+                 "about 2 cores / (broker + everything else); a broker that cost nothing would "
+                 "reach at most (Kafka's broker + Kafka's everything else) / Weir's everything "
+                 "else times Kafka's throughput, the last column. Where it is below 1.5, the "
+                 "load generator, not the broker, bounds the page_cache/Kafka ratio on this "
+                 "machine.", "")
 
     def ab(self) -> None:
         self.add("## (g) Weir A/B: group-commit writer vs inline write+fsync; direct vs buffered "
@@ -324,6 +361,9 @@ class Report:
             for n in self.r["meta"]["plan"]["producer_counts"]:
                 metrics.append((f"acks=all {cname} {n}p, MiB/s", f"produce.acksall.{client}.p{n}",
                                 "bytes_per_s", MIB))
+        n_max = max(self.r["meta"]["plan"]["producer_counts"])
+        metrics.append((f"acks=all, one record per request, rdkafka_performance {n_max}p, MiB/s",
+                        f"produce.small.rdkafka.p{n_max}", "bytes_per_s", MIB))
         for n in self.r["meta"]["plan"]["producer_counts"]:
             metrics.append((f"acks=all rdkafka_performance {n}p, broker CPU-s/GiB",
                             f"produce.acksall.rdkafka.p{n}", "broker_cpu_s_per_gib", 1))
@@ -420,10 +460,68 @@ class Report:
                  "are measured beside the brokers in the same run because the machine is shared.",
                  "")
 
+    def sync_limit(self, size: float):
+        """write+fdatasync bandwidth of one stream at `size`-byte writes, interpolated from
+        fio's block sizes: the time of one write+fdatasync is taken as linear in its size
+        between the measured sizes (and beyond 1 MiB grows with the size at 1 MiB's rate)."""
+        points = []
+        for name, bs in (("4k", 4096), ("16k", 16384), ("64k", 65536), ("1M", MIB)):
+            bw = self.s.limit(f"fdatasync_{name}")
+            if bw and bw[0] > 0:
+                points.append((bs, bs / bw[0]))  # (size, seconds per write)
+        if not points or size <= 0:
+            return None
+        if size <= points[0][0]:
+            t = points[0][1] * size / points[0][0]
+        elif size >= points[-1][0]:
+            t = points[-1][1] * size / points[-1][0]
+        else:
+            for (b0, t0), (b1, t1) in zip(points, points[1:]):
+                if b0 <= size <= b1:
+                    t = t0 + (t1 - t0) * (size - b0) / (b1 - b0)
+                    break
+        return size / t
+
+    def group_commit(self) -> None:
+        self.add("## Group commit against the disk's write+fdatasync bandwidth", "")
+        hdr = ["workload (Weir fsync)", "MiB/s", "bytes per fsync (mean)", "appends per fsync",
+               "fsyncs/s", "fsync mean ms", "write+fdatasync limit at that size, MiB/s",
+               "Weir / limit", "machine busy %"]
+        rows = []
+        runs = [(f"{cname}, {n} producer{'s' if n > 1 else ''}", f"produce.acksall.{client}.p{n}")
+                for client, cname in (("rdkafka", "rdkafka_performance"), ("java", "ProducerPerformance"))
+                for n in self.r["meta"]["plan"]["producer_counts"]]
+        n_max = max(self.r["meta"]["plan"]["producer_counts"])
+        runs.append((f"rdkafka_performance, {n_max} producers, one record per request",
+                     f"produce.small.rdkafka.p{n_max}"))
+        for label, key in runs:
+            bw = self.s.stat(FSYNC, key, "bytes_per_s")
+            group = self.s.stat(FSYNC, key, "wal_group_bytes_mean")
+            appends = self.s.stat(FSYNC, key, "wal_group_appends_mean")
+            fsyncs = [f / w for f, w in zip(self.s.values(FSYNC, key, "wal_fsyncs"),
+                                            self.s.values(FSYNC, key, "wall_s")) if w]
+            fsync_rate = (statistics.median(fsyncs), min(fsyncs), max(fsyncs), len(fsyncs)) if fsyncs else None
+            lim_v = self.sync_limit(group[0]) if group else None
+            lim = (lim_v, lim_v, lim_v, 1) if lim_v else None
+            size = f"{group[0] / 1024:.0f} KiB" if group else "–"
+            rows.append([label, cell(bw, MIB), size,
+                         cell(appends), cell(fsync_rate), cell(self.s.stat(FSYNC, key, "wal_fsync_ms_mean")),
+                         cell(lim, MIB), ratio(bw, lim),
+                         cell(self.s.stat(FSYNC, key, "machine_busy_pct"))])
+        self.add(*_table(hdr, rows), "",
+                 "Read from Weir's own metrics (`weir_wal_group_bytes`, `weir_wal_group_requests`, "
+                 "`weir_wal_fsync_duration_seconds`) before and after each run: one fsync makes one "
+                 "partition's share of a write group durable. The limit is fio's write+fdatasync "
+                 "bandwidth of one stream at that write size, interpolated between the measured "
+                 "block sizes. Weir fsyncs the partitions of a group concurrently, so it can "
+                 "exceed a one-stream limit; where the machine is near 100 % busy, CPU (shared by "
+                 "broker and load generators) binds before the disk does.", "")
+
     def render(self) -> str:
         self.header()
         self.limits()
         self.produce()
+        self.group_commit()
         self.consume()
         self.latency()
         self.many()

@@ -68,8 +68,10 @@ class Tools:
 
     def rdkafka_producer_cmd(self, bootstrap: str, topic: str, records: int, acks: str,
                              rate: float | None = None, latency_file: Path | None = None,
-                             linger_ms: int | None = None) -> list[str]:
-        conf = RDKAFKA_PRODUCER_CONF if linger_ms is None else ["-X", f"linger.ms={linger_ms}"]
+                             linger_ms: int | None = None,
+                             conf: list[str] | None = None) -> list[str]:
+        if conf is None:
+            conf = RDKAFKA_PRODUCER_CONF if linger_ms is None else ["-X", f"linger.ms={linger_ms}"]
         cmd = [str(self.rdkafka_bin), "-P", "-t", topic, "-b", bootstrap, "-s", str(self.record_size),
                "-c", str(records), "-a", "-1" if acks == "all" else acks, "-q", *conf]
         if rate:
@@ -79,7 +81,8 @@ class Tools:
         return cmd
 
     def produce(self, client: str, bootstrap: str, topic: str, records: int, acks: str,
-                producers: int = 1, throughput: float = -1, timeout: float = 1800) -> dict:
+                producers: int = 1, throughput: float = -1, timeout: float = 1800,
+                rdkafka_conf: list[str] | None = None) -> dict:
         """`producers` concurrent processes share `records`; throughput is their sum."""
         share = max(1, records // producers)
         runs = []
@@ -88,7 +91,7 @@ class Tools:
             if client == "java":
                 cmd = self.java_producer_cmd(bootstrap, topic, share, acks, throughput, log)
             else:
-                cmd = self.rdkafka_producer_cmd(bootstrap, topic, share, acks)
+                cmd = self.rdkafka_producer_cmd(bootstrap, topic, share, acks, conf=rdkafka_conf)
             runs.append((procs.spawn(cmd, log), log))
         results = []
         for proc, log in runs:

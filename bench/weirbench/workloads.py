@@ -38,6 +38,7 @@ class Plan:
     partitions: int = 8
     producer_counts: tuple = (1, 4, 8)
     latency_rate_bytes: int = 20 * MIB
+    small_bytes: int = 64 * MIB  # (g) one record per request, 8 producers
     many_load_records_per_s: int = 1000
     drop_caches: bool = False
     limit_block_sizes: tuple = ("4k", "16k", "64k", "1M")
@@ -51,21 +52,21 @@ class Plan:
 
 
 PLANS = {
-    "smoke": dict(reps=1, produce_bytes=2 * MIB, backlog_bytes=4 * MIB, tail_bytes=2 * MIB,
+    "smoke": dict(reps=1, produce_bytes=2 * MIB, small_bytes=1 * MIB, backlog_bytes=4 * MIB, tail_bytes=2 * MIB,
                   latency_seconds=1, many_partitions=40, idle_connections=40, many_window_s=1,
                   warmup_bytes=0, limit_seq_bytes=32 * MIB, limit_seconds=1,
                   limit_sync_size=16 * MIB, producer_counts=(1, 2),
                   limit_block_sizes=("16k", "1M"), consumer_settle_s=1.0, many_load_client="rdkafka",
                   many_settle_s=1.0,
                   only=("produce.acksall.java.p1", "produce.acksall.rdkafka.p2",
-                        "produce.acks1.rdkafka.p1", "latency.rdkafka", "latency.java",
+                        "produce.acks1.rdkafka.p1", "produce.small", "latency.rdkafka", "latency.java",
                         "consume.backlog_write", "consume.cold.java", "consume.cold.rdkafka",
                         "consume.tail.rdkafka", "many")),
-    "quick": dict(reps=1, produce_bytes=256 * MIB, backlog_bytes=512 * MIB, tail_bytes=256 * MIB,
+    "quick": dict(reps=1, produce_bytes=256 * MIB, small_bytes=32 * MIB, backlog_bytes=512 * MIB, tail_bytes=256 * MIB,
                   latency_seconds=10, many_partitions=1000, idle_connections=1000,
                   many_window_s=5, warmup_bytes=64 * MIB, limit_seq_bytes=1 * GIB,
                   limit_seconds=3, limit_sync_size=256 * MIB),
-    "full": dict(reps=3, produce_bytes=1 * GIB, backlog_bytes=2 * GIB, tail_bytes=1 * GIB,
+    "full": dict(reps=3, produce_bytes=1 * GIB, small_bytes=128 * MIB, backlog_bytes=2 * GIB, tail_bytes=1 * GIB,
                  latency_seconds=30, many_partitions=1000, idle_connections=1000,
                  many_window_s=20, warmup_bytes=256 * MIB, limit_seq_bytes=4 * GIB,
                  limit_seconds=10, limit_sync_size=1 * GIB),
@@ -81,16 +82,42 @@ class SessionSpec:
     label: str = ""
 
 
+# One record per produce request and no waiting for more.
+SMALL_REQUESTS_CONF = ["-X", "linger.ms=0", "-X", "batch.num.messages=1"]
+
+
 def measured(broker: Broker, fn) -> dict:
+    before = broker.wal_counters()
     with procs.Window(broker.pid) as w:
         r = fn()
     r.update(w.result())
+    after = broker.wal_counters()
+    if before is not None and after is not None:
+        r.update(wal_groups(before, after))
     return r
+
+
+def wal_groups(before: dict, after: dict) -> dict:
+    """Weir's group commit during a workload: mean bytes and appends per partition write
+    (one fdatasync each in fsync mode), and the fsyncs' count and mean duration."""
+    d = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
+    writes = d.get("weir_wal_group_bytes_count", 0.0)
+    fsyncs = d.get("weir_wal_fsync_duration_seconds_count", 0.0)
+    out: dict = {"wal_writes": int(writes), "wal_fsyncs": int(fsyncs)}
+    if writes > 0:
+        out["wal_group_bytes_mean"] = round(d.get("weir_wal_group_bytes_sum", 0.0) / writes)
+        out["wal_group_appends_mean"] = round(d.get("weir_wal_group_requests_sum", 0.0) / writes, 2)
+    if fsyncs > 0:
+        out["wal_fsync_ms_mean"] = round(
+            d.get("weir_wal_fsync_duration_seconds_sum", 0.0) / fsyncs * 1000, 3)
+    return out
 
 
 def _per_gib(r: dict, nbytes: float) -> None:
     if r.get("broker_cpu_s") is not None and nbytes > 0:
         r["broker_cpu_s_per_gib"] = round(r["broker_cpu_s"] / (nbytes / GIB), 3)
+    if r.get("others_cpu_s") is not None and nbytes > 0:
+        r["others_cpu_s_per_gib"] = round(r["others_cpu_s"] / (nbytes / GIB), 3)
 
 
 class Session:
@@ -153,6 +180,9 @@ class Session:
                 for n in self.plan.producer_counts:
                     self._run(f"produce.acks{acks}.{client}.p{n}",
                               lambda c=client, n=n, a=acks: self.produce(c, n, a))
+        if acks_list and self.tools.have_rdkafka:
+            n = max(self.plan.producer_counts)
+            self._run(f"produce.small.rdkafka.p{n}", lambda: self.produce_small(n))
         if "latency" in self.spec.workloads:
             if self.tools.have_rdkafka:
                 self._run("latency.rdkafka", self.latency_rdkafka)
@@ -183,6 +213,18 @@ class Session:
         r = measured(self.broker, lambda: self.tools.produce(
             client, self.broker.bootstrap, topic, self.plan.records(self.plan.produce_bytes),
             acks, producers=producers))
+        _per_gib(r, r["bytes"])
+        return r
+
+    def produce_small(self, producers: int) -> dict:
+        """acks=all with one record per request (`linger.ms=0`, one record per batch): the
+        many small concurrent writes group commit exists for, unlike the client-batched runs
+        above, where each request already carries hundreds of KiB."""
+        topic = f"produce-small-p{producers}"
+        self.broker.create_topic(topic, self.plan.partitions)
+        r = measured(self.broker, lambda: self.tools.produce(
+            "rdkafka", self.broker.bootstrap, topic, self.plan.records(self.plan.small_bytes),
+            "all", producers=producers, rdkafka_conf=SMALL_REQUESTS_CONF))
         _per_gib(r, r["bytes"])
         return r
 

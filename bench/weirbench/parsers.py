@@ -136,12 +136,16 @@ def percentile(sorted_values: list[float], p: float) -> float:
     return sorted_values[min(rank, len(sorted_values)) - 1]
 
 
-def latency_file(text: str) -> dict:
-    """rdkafka_performance -A output: one latency in microseconds per line."""
-    values = sorted(int(x) / 1000.0 for x in text.split() if x.strip().isdigit())
+def latency_file(text: str, warmup: int = 0) -> dict:
+    """rdkafka_performance -A output: one latency in microseconds per line, in the order the
+    records were acknowledged or consumed. The first `warmup` records are left out (the
+    client connecting and fetching metadata while its rate limiter already sends)."""
+    lines = [int(x) / 1000.0 for x in text.split() if x.strip().isdigit()]
+    values = sorted(lines[warmup:] if len(lines) > 2 * warmup else lines)
     if not values:
         raise ParseError("latency file is empty")
-    return {"samples": len(values), "lat_avg_ms": sum(values) / len(values),
+    return {"samples": len(values), "warmup_skipped": len(lines) - len(values),
+            "lat_avg_ms": sum(values) / len(values),
             "lat_p50_ms": percentile(values, 50), "lat_p99_ms": percentile(values, 99),
             "lat_p999_ms": percentile(values, 99.9), "lat_max_ms": values[-1]}
 

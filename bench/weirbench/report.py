@@ -143,11 +143,13 @@ class Report:
                  f"{mach['iperf3']}", "")
         p = m["plan"]
         self.add("Workload sizes: records of %d B, %d partitions; produce runs of %s; backlog %s; "
-                 "tailing %s; latency at %s MiB/s for %d s; %d partitions with %d idle "
-                 "connections, windows of %d s." % (
+                 "tailing %s; latency at %s MiB/s for %d s%s; %d "
+                 "partitions with %d idle connections, windows of %d s." % (
                      p["record_size"], p["partitions"], _size(p["produce_bytes"]),
                      _size(p["backlog_bytes"]), _size(p["tail_bytes"]),
                      _fmt(p["latency_rate_bytes"] / MIB), p["latency_seconds"],
+                     f" (the first {_fmt(p['latency_warmup_s'])} s of records not counted)"
+                     if p.get("latency_warmup_s") else " (every record counted)",
                      p["many_partitions"], p["idle_connections"], p["many_window_s"]), "")
         self.add("**Durability is not the same contract.** Kafka answers `acks=all` once the "
                  "leader has the batch in its page cache (with one broker, the ISR is itself; "
@@ -273,7 +275,10 @@ class Report:
                  "partitions, each record's latency in µs (`-A`). The producer runs first with "
                  "librdkafka's default `linger.ms` of 5, which every record may wait out in the "
                  "client before it is sent and which both brokers pay alike, then with `linger.ms=1`, "
-                 "where what remains is the broker's own latency. Kafka's tools: ProducerPerformance "
+                 "where what remains is the broker's own latency. Where the workload sizes above name a "
+                 "warm-up, the first records of each rdkafka run (the clients connect and fetch "
+                 "metadata while the rate limiter already sends) are not counted, for every broker "
+                 "alike. Kafka's tools: ProducerPerformance "
                  "holds the same rate on one topic (its ack latencies are whole ms) while "
                  "EndToEndLatency sends one record at a time through a one-partition topic and "
                  "waits for it to be consumed (its percentiles are whole ms, truncated; the "

@@ -39,6 +39,7 @@ class Plan:
     producer_counts: tuple = (1, 4, 8)
     latency_rate_bytes: int = 20 * MIB
     small_bytes: int = 64 * MIB  # (g) one record per request, 8 producers
+    latency_warmup_s: float = 2.0  # (d) the first records of a run are not counted
     many_load_records_per_s: int = 1000
     drop_caches: bool = False
     limit_block_sizes: tuple = ("4k", "16k", "64k", "1M")
@@ -53,7 +54,7 @@ class Plan:
 
 PLANS = {
     "smoke": dict(reps=1, produce_bytes=2 * MIB, small_bytes=1 * MIB, backlog_bytes=4 * MIB, tail_bytes=2 * MIB,
-                  latency_seconds=1, many_partitions=40, idle_connections=40, many_window_s=1,
+                  latency_seconds=1, latency_warmup_s=0.0, many_partitions=40, idle_connections=40, many_window_s=1,
                   warmup_bytes=0, limit_seq_bytes=32 * MIB, limit_seconds=1,
                   limit_sync_size=16 * MIB, producer_counts=(1, 2),
                   limit_block_sizes=("16k", "1M"), consumer_settle_s=1.0, many_load_client="rdkafka",
@@ -339,8 +340,10 @@ class Session:
         r = measured(self.broker, run_pair)
         r["target_bytes_per_s"] = self.plan.latency_rate_bytes
         r["achieved_bytes_per_s"] = r["producer"]["bytes_per_s"]
-        r["e2e"] = parsers.latency_file(e2e_file.read_text())
-        r["ack"] = parsers.latency_file(ack_file.read_text())
+        warmup = int(rate * self.plan.latency_warmup_s)
+        r["e2e"] = parsers.latency_file(e2e_file.read_text(), warmup)
+        r["ack"] = parsers.latency_file(ack_file.read_text(), warmup)
+        r["e2e_file"], r["ack_file"] = str(e2e_file), str(ack_file)
         return r
 
     def latency_java(self) -> dict:

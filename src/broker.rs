@@ -152,6 +152,7 @@ impl Broker {
             advertised,
         });
         broker.spawn_retention();
+        broker.spawn_tail_cache_expiry();
         Ok((broker, summary))
     }
 
@@ -205,6 +206,23 @@ impl Broker {
                 .ok_or_else(|| TopicError::Unknown(name.to_string())),
             Err(e) => Err(e),
         }
+    }
+
+    /// Every second, empties the tail caches of partitions not written for 10 s.
+    fn spawn_tail_cache_expiry(self: &Arc<Self>) {
+        if self.logs.tail_cache().is_none() {
+            return;
+        }
+        crate::shutdown::spawn_periodic(
+            Arc::downgrade(self),
+            Duration::from_secs(1),
+            self.shutdown.clone(),
+            |broker: Arc<Broker>| async move {
+                if let Some(budget) = broker.logs.tail_cache() {
+                    budget.expire_idle(TAIL_CACHE_IDLE);
+                }
+            },
+        );
     }
 
     fn spawn_retention(self: &Arc<Self>) {
@@ -295,6 +313,9 @@ const OFFSETS_LOG: &str = "consumer-offsets";
 /// How often expired offsets and empty groups are cleaned up (Kafka's
 /// `offsets.retention.check.interval.ms` default).
 const OFFSETS_SWEEP_PERIOD: Duration = Duration::from_secs(600);
+/// A partition not written for this long gives its tail cache up (a tailing consumer has
+/// read it long before).
+const TAIL_CACHE_IDLE: Duration = Duration::from_secs(10);
 
 /// A byte budget as semaphore permits (at most `u32::MAX`, what one acquire can take).
 fn permits(bytes: u64) -> usize {

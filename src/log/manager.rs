@@ -232,6 +232,11 @@ impl LogManager {
         &self.options.disk
     }
 
+    /// The tail caches' shared budget, when they are on.
+    pub fn tail_cache(&self) -> Option<&Arc<crate::log::tail_cache::TailBudget>> {
+        self.options.tail_cache.as_ref()
+    }
+
     pub fn config(&self) -> &Config {
         &self.config
     }

@@ -7,12 +7,13 @@
 //! `PARTITION_MAX_BYTES`, as chunks (one per write of the partition's share of a group). All
 //! partitions share one byte budget (`tail_cache_bytes`): when it is spent, the partition
 //! written longest ago is emptied first, so idle partitions never hold memory a busy one
-//! needs. The cache is an accelerator only: a fetch it cannot answer reads the segments.
+//! needs, and a partition not written for a while (`TAIL_CACHE_IDLE` in the broker) gives its
+//! memory up. The cache is an accelerator only: a fetch it cannot answer reads the segments.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
@@ -85,6 +86,28 @@ impl TailBudget {
                 return false;
             }
         }
+    }
+
+    /// Empties the caches not written for `idle`: a consumer at their log end has read them
+    /// by then, and an idle partition should not hold memory. Returns how many it emptied.
+    pub fn expire_idle(&self, idle: Duration) -> usize {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        let cutoff = now.saturating_sub(idle.as_millis() as u64);
+        let mut stale = Vec::new();
+        self.holders().retain(|weak| match weak.upgrade() {
+            Some(cache) if cache.last_push_ms.load(Ordering::Acquire) < cutoff => {
+                cache.registered.store(false, Ordering::Release);
+                stale.push(cache);
+                false
+            }
+            Some(_) => true,
+            None => false,
+        });
+        // Emptied outside the holders lock, as in eviction; a write meanwhile registers again.
+        for cache in &stale {
+            cache.clear();
+        }
+        stale.len()
     }
 
     /// Empties the cache (other than `me`) whose last write is the oldest.

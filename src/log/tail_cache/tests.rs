@@ -135,3 +135,25 @@ fn a_spent_budget_empties_the_partition_written_longest_ago() {
     drop(newcomer);
     assert_eq!(budget.used(), 0);
 }
+
+#[test]
+fn idle_partitions_give_their_memory_up() {
+    let budget = TailBudget::new(64 << 20);
+    let idle = TailCache::new(&budget);
+    let busy = TailCache::new(&budget);
+    let (mut a, mut b) = (0, 0);
+    idle.push(&[batch(&mut a, 50)]);
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    busy.push(&[batch(&mut b, 50)]);
+    assert_eq!(budget.expire_idle(std::time::Duration::from_millis(20)), 1);
+    assert_eq!(idle.held(), 0);
+    assert!(busy.held() > 0);
+    assert_eq!(budget.used(), busy.held());
+    // Written again, it is cached (and registered) again.
+    idle.push(&[batch(&mut a, 50)]);
+    assert!(idle.read(a - 1, a, 1 << 20, true).is_some());
+    assert_eq!(budget.expire_idle(std::time::Duration::from_secs(60)), 0);
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    assert_eq!(budget.expire_idle(std::time::Duration::from_millis(1)), 2);
+    assert_eq!(budget.used(), 0);
+}

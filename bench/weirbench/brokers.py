@@ -126,6 +126,10 @@ class WeirBroker(Broker):
     WAL_SERIES = ("weir_wal_group_bytes_sum", "weir_wal_group_bytes_count",
                   "weir_wal_group_requests_sum", "weir_wal_fsync_duration_seconds_sum",
                   "weir_wal_fsync_duration_seconds_count")
+    # Histograms whose buckets are kept, as "<short name>:<le>": Weir's own time for a
+    # Produce request (decoded -> response ready, the ack wait included) and for an fsync.
+    HISTOGRAMS = {"weir_request_duration_seconds_bucket": ("produce_s", 'api="Produce"'),
+                  "weir_wal_fsync_duration_seconds_bucket": ("fsync_s", None)}
 
     def wal_counters(self) -> dict | None:
         if not self.alive() or self.metrics_port is None:
@@ -136,15 +140,29 @@ class WeirBroker(Broker):
                 text = resp.read().decode()
         except OSError:
             return None
-        out = {}
-        for line in text.splitlines():
-            name, _, value = line.partition(" ")
-            if name in self.WAL_SERIES:
-                try:
-                    out[name] = float(value)
-                except ValueError:
-                    pass
-        return out
+        return parse_counters(text, self.WAL_SERIES, self.HISTOGRAMS)
+
+
+def parse_counters(text: str, series: tuple, histograms: dict) -> dict:
+    """The named series of a Prometheus text exposition, plus the buckets of the named
+    histograms (filtered on one label) as "<short>:<le>" keys."""
+    out = {}
+    for line in text.splitlines():
+        head, _, value = line.rpartition(" ")
+        name, _, labels = head.partition("{")
+        try:
+            number = float(value)
+        except ValueError:
+            continue
+        if name in series and not labels:
+            out[name] = number
+        elif name in histograms:
+            short, want = histograms[name]
+            parts = labels.rstrip("}").split(",")
+            le = next((x[4:-1] for x in parts if x.startswith('le="')), None)
+            if le is not None and (want is None or want in parts):
+                out[f"{short}:{le}"] = number
+    return out
 
 
 def kafka_cluster_id() -> str:

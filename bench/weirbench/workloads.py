@@ -111,7 +111,31 @@ def wal_groups(before: dict, after: dict) -> dict:
     if fsyncs > 0:
         out["wal_fsync_ms_mean"] = round(
             d.get("weir_wal_fsync_duration_seconds_sum", 0.0) / fsyncs * 1000, 3)
+    for short in ("produce_s", "fsync_s"):
+        for q, name in ((0.5, "p50"), (0.99, "p99"), (0.999, "p999")):
+            v = histogram_quantile(d, short, q)
+            if v is not None:
+                out[f"broker_{short[:-2]}_{name}_ms"] = round(v * 1000, 3)
     return out
+
+
+def histogram_quantile(d: dict, short: str, q: float) -> float | None:
+    """The q-quantile of the samples a cumulative histogram gained (bucket counts already
+    differenced), interpolated linearly inside its bucket as Prometheus's histogram_quantile
+    does; in the +Inf bucket, the highest finite bound."""
+    buckets = sorted((float(k.split(":", 1)[1]), v) for k, v in d.items()
+                     if k.startswith(short + ":"))
+    if not buckets or buckets[-1][1] <= 0:
+        return None
+    rank = q * buckets[-1][1]
+    lower, below = 0.0, 0.0
+    for upper, count in buckets:
+        if count >= rank:
+            if upper == float("inf"):
+                return lower
+            return lower + (upper - lower) * (rank - below) / max(count - below, 1e-12)
+        lower, below = upper, count
+    return lower
 
 
 def _per_gib(r: dict, nbytes: float) -> None:

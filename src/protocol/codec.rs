@@ -110,7 +110,13 @@ pub fn encode_response(
         version,
         message: e.to_string(),
     };
-    let mut buf = BytesMut::with_capacity(64);
+    // A Fetch response carries megabytes of records: sized up front, they are copied into
+    // the frame once instead of again at every doubling of the buffer (each into fresh pages).
+    let body_size = match body {
+        ResponseKind::Fetch(fetch) => fetch.compute_size(version).unwrap_or(0),
+        _ => 0,
+    };
+    let mut buf = BytesMut::with_capacity(64 + body_size);
     buf.put_i32(0);
     let mut header = ResponseHeader::default();
     header.correlation_id = correlation_id;

@@ -115,7 +115,8 @@ class WeirBroker(Broker):
                "--metrics-listen", f"127.0.0.1:{self.metrics_port}"]
         self.proc = procs.spawn(cmd, log, env=env)
         try:
-            return wire.wait_ready(self.bootstrap, 60, alive=self.alive)
+            # A start over many GiB reads every batch header first (tens of seconds here).
+            return wire.wait_ready(self.bootstrap, 300, alive=self.alive)
         except wire.WireError as e:
             text = log.read_text(errors="replace").strip()
             self.stop()

@@ -235,6 +235,17 @@ class Report:
                               "consumer waits at the log end while one producer of the same "
                               "client writes unthrottled with acks=all; MiB/s as the consumer "
                               "saw it, so it is bounded by the producer. Limit: loopback TCP, 1 stream.")
+        f, p, k = self.three("consume.restart", "restart_s", 1.0)
+        self.add(*_table(["before the cold read", "Weir fsync", "Weir page_cache", "Kafka",
+                          "fsync / Kafka", "page_cache / Kafka"],
+                         [["start after a clean stop, every topic of the session on disk, s",
+                           *self.three_cells("consume.restart", "restart_s", 1.0),
+                           ratio(f, k), ratio(p, k)]]), "",
+                 "From the new process's start until it answers Metadata (Kafka's includes the JVM's start). Weir reads "
+                 "the header of every batch of every segment on start, even after a clean stop "
+                 "(it rebuilds its producer and transaction state from them), and after O_DIRECT "
+                 "writes those headers come from the disk; Kafka loads its snapshots and "
+                 "indexes. Ratios below 1: Weir faster.", "")
 
     def latency(self) -> None:
         self.add("## (d) End-to-end latency at a fixed rate, acks=all", "")

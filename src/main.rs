@@ -12,16 +12,16 @@ use tracing_subscriber::EnvFilter;
 
 mod commands;
 
+use weir::config::Config;
+use weir::server::RunningServer;
+use weir::telemetry::MetricsServer;
+
 /// jemalloc instead of glibc's malloc: it hands memory freed after a burst (produce buffers,
 /// the tail cache of a partition gone idle) back to the OS, so the broker's RSS follows what
 /// it holds. Configured in .cargo/config.toml.
 #[cfg(all(unix, not(target_env = "musl")))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
-use weir::config::Config;
-use weir::server::RunningServer;
-use weir::telemetry::MetricsServer;
 
 /// Weir: a Kafka-compatible message broker.
 ///

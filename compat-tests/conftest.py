@@ -36,10 +36,20 @@ _STARTED: list["Broker"] = []
 _SHARED: list["Broker"] = []
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on, never one this process handed out before: the kernel
+    may give the same ephemeral port to two binds in a row once the first socket closed
+    (a broker got its metrics port equal to its Kafka port)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 try:  # resolved once here so the forked child only makes one libc call

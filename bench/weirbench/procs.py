@@ -27,10 +27,20 @@ def _die_with_parent():
         _PRCTL(1, int(signal.SIGKILL))
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on, never one this process handed out before: the kernel
+    may give the same ephemeral port to two binds in a row once the first socket closed
+    (a broker got its metrics port equal to its Kafka port)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def spawn(cmd: list[str], log_path: Path, env: dict | None = None, cwd: Path | None = None,

@@ -6,6 +6,7 @@ import random
 import re
 import threading
 import time
+import urllib.request
 
 import pytest
 from confluent_kafka import Producer
@@ -205,3 +206,60 @@ def test_corrupt_tail_recovery(own_broker, topic_name, variant):
     assert trailing < 4096 and not any(data[len(data) - trailing:]), trailing  # padding only
     assert all(b.crc_ok for b in batches)
     assert batches[-1].base_offset == expected_end
+
+
+def segments_opened(broker) -> dict[str, float]:
+    """weir_log_segments_opened_total by how the start opened them."""
+    with urllib.request.urlopen(f"{broker.metrics_url}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    return {m.group(1): float(m.group(2)) for m in re.finditer(
+        r'^weir_log_segments_opened_total\{from="(\w+)"\} (\S+)$', text, re.M)}
+
+
+@pytest.mark.timeout(240)
+def test_a_clean_restart_reads_no_segment(own_broker, topic_name):
+    """A rolled segment gets a summary of what a start needs of it (offsets, timestamps,
+    idempotent producers, transactions), and the active one gets its own at a clean stop:
+    the next start opens every segment from its summary and reads no batch. After a SIGKILL
+    only the newest segment of each log is read (and verified)."""
+    topic = topic_name()
+    helpers.create_topic(own_broker.bootstrap, topic, partitions=2,
+                         config={"segment.bytes": str(SEGMENT_BYTES)})
+    payload = os.urandom(1000)
+    recs = [Out(b"k%d" % i, b"%06d" % i + payload, [], None, i % 2) for i in range(4000)]
+    helpers.produce(own_broker.bootstrap, topic, recs, enable_idempotence=True,
+                    batch_num_messages=40)
+    assert own_broker.stop() == 0
+    segments = {p: own_broker.segment_files(topic, p) for p in (0, 1)}
+    total = sum(len(s) for s in segments.values())
+    for p, segs in segments.items():
+        assert len(segs) >= 2, f"segment.bytes={SEGMENT_BYTES} did not roll partition {p}"
+        missing = [s.name for s in segs if not s.with_suffix(".summary").exists()]
+        assert not missing, f"segments without a summary after a clean stop: {missing}"
+
+    own_broker.start()
+    helpers.wait_for_topic(own_broker.bootstrap, topic, 2)
+    opened = segments_opened(own_broker)
+    assert opened.get("scan", 0) == 0, opened
+    assert opened.get("summary", 0) >= total, opened
+    # The active segments' summaries are gone before anything is appended to them.
+    for p, segs in segments.items():
+        assert not segs[-1].with_suffix(".summary").exists()
+        assert all(s.with_suffix(".summary").exists() for s in segs[:-1])
+    got = read_all(own_broker.bootstrap, topic, [0, 1])
+    for p in (0, 1):
+        assert [m.value for m in got[p]] == [r.value for r in recs if r.partition == p]
+    assert helpers.produce(own_broker.bootstrap, topic, [Out(b"k", b"after", [], None, 0)],
+                           enable_idempotence=True) == [(0, 2000)]
+
+    own_broker.kill()
+    own_broker.start()
+    helpers.wait_for_topic(own_broker.bootstrap, topic, 2)
+    opened = segments_opened(own_broker)
+    # Read: our two active segments and the broker's internal logs' newest segments; every
+    # rolled segment opened from its summary.
+    assert opened.get("scan", 0) >= 2, opened
+    assert opened.get("summary", 0) >= total - 2, opened
+    got = read_all(own_broker.bootstrap, topic, [0, 1])
+    assert got[0][-1].value == b"after"
+    assert len(got[0]) + len(got[1]) == len(recs) + 1

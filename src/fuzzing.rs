@@ -16,7 +16,7 @@ use crate::disk::Disk;
 use crate::disk::sim::{Faults, SimDisk};
 use crate::log::batch::{BatchHeader, validate_produce_records};
 use crate::log::records::decompress;
-use crate::log::segment::Segment;
+use crate::log::segment::{Segment, SegmentRole, summary};
 use crate::protocol::api_table::APIS;
 use crate::protocol::codec::{decode_request, frame_length};
 
@@ -30,6 +30,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("produce_records", produce_records),
     ("decompress", decompress_capped),
     ("segment_recovery", segment_recovery),
+    ("segment_summary", segment_summary),
 ];
 
 /// Output bound of the decompression target (the broker's own is 128 MiB per batch).
@@ -98,7 +99,9 @@ pub fn segment_recovery(data: &[u8]) {
         return;
     }
     let disk: Arc<dyn Disk> = Arc::new(disk);
-    let Ok((segment, report)) = Segment::open(&disk, dir, 0, 4096, true, 0) else {
+    let Ok((segment, report)) =
+        Segment::open(&disk, dir, 0, 4096, SegmentRole::Active { verify: true }, 0)
+    else {
         return;
     };
     let kept = usize::try_from(report.valid_bytes).unwrap_or(usize::MAX);
@@ -114,4 +117,92 @@ pub fn segment_recovery(data: &[u8]) {
         assert!(crate::log::batch::verify_batch(&rest[..len]).is_ok());
         rest = &rest[len..];
     }
+}
+
+/// A segment summary's decoder, past its checksum (a damaged summary file must only make the
+/// start read the segment): whatever decodes must encode back to the same bytes.
+pub fn segment_summary(data: &[u8]) {
+    let Some((extent, history)) = summary::decode_body(data) else {
+        return;
+    };
+    let encoded = summary::encode(&extent, &history);
+    let again = summary::decode(&encoded);
+    assert!(again.is_some_and(|(e, _)| e == extent));
+}
+
+/// Seed inputs of `segment_summary`: summary bodies (no checksum) of segments with no
+/// producers, idempotent producers, and transactions begun, committed and aborted.
+pub fn segment_summary_seeds() -> Vec<(String, Vec<u8>)> {
+    use crate::log::control::ControlType;
+    use crate::log::producer_state::{ProducerBatch, ProducerStates, SavedProducer};
+    use crate::log::transactions::TxnEvent;
+
+    let extent = summary::SummaryExtent {
+        base_offset: 1_000,
+        size: 65_536,
+        next_offset: 1_400,
+        max_timestamp: 1_700_000_000_000,
+        max_timestamp_batch: 1_390,
+    };
+    let producer = |id: i64, batches: i32| SavedProducer {
+        producer_id: id,
+        epoch: 3,
+        last_timestamp_ms: 1_700_000_000_000,
+        batches: (0..batches)
+            .map(|i| ProducerBatch {
+                producer_id: id,
+                epoch: 3,
+                first_seq: i * 10,
+                last_seq: i * 10 + 9,
+                base_offset: 1_000 + i64::from(i) * 10,
+                last_offset: 1_009 + i64::from(i) * 10,
+                timestamp_ms: 1_700_000_000_000,
+            })
+            .collect(),
+    };
+    let txns = vec![
+        TxnEvent::Begin {
+            producer_id: 5,
+            offset: 1_010,
+        },
+        TxnEvent::End {
+            producer_id: 5,
+            offset: 1_020,
+            control: ControlType::Commit,
+        },
+        TxnEvent::Begin {
+            producer_id: 6,
+            offset: 1_030,
+        },
+        TxnEvent::End {
+            producer_id: 6,
+            offset: 1_040,
+            control: ControlType::Abort,
+        },
+        TxnEvent::Begin {
+            producer_id: 5,
+            offset: 1_050,
+        },
+    ];
+    let cases = [
+        ("empty", vec![], vec![]),
+        ("one-producer", vec![producer(1, 1)], vec![]),
+        ("full-window", vec![producer(1, 5), producer(2, 3)], vec![]),
+        (
+            "transactions",
+            vec![producer(5, 2), producer(6, 1)],
+            txns.clone(),
+        ),
+        ("markers-only", vec![producer(9, 0)], txns),
+    ];
+    cases
+        .into_iter()
+        .map(|(name, producers, events)| {
+            let history =
+                summary::SegmentHistory::from_parts(ProducerStates::restore(producers), events);
+            let mut bytes = summary::encode(&extent, &history);
+            bytes.truncate(bytes.len() - 4);
+            (name.to_string(), bytes)
+        })
+        .collect()
 }

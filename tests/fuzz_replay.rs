@@ -300,6 +300,7 @@ fn write_seed_corpus() {
         }),
     ];
     write_corpus("segment_recovery", &segments);
+    write_corpus("segment_summary", &weir::fuzzing::segment_summary_seeds());
 }
 
 fn write_corpus(target: &str, inputs: &[(String, Vec<u8>)]) {

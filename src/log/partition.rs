@@ -12,7 +12,9 @@ use tracing::{error, warn};
 
 use super::commit::{CommitQueue, PendingAppend, Persistence};
 use super::producer_state::{ActiveProducer, ProducerStates};
-use super::segment::{AppendBatch, RecoveryReport, Segment, SegmentRead, parse_segment_file_name};
+use super::segment::{
+    AppendBatch, RecoveryReport, Segment, SegmentRead, SegmentRole, parse_segment_file_name,
+};
 use super::tail_cache::{TailBudget, TailCache};
 use super::topic_config::TopicConfig;
 use super::transactions::PartitionTxns;
@@ -124,6 +126,10 @@ impl PartitionLog {
     pub fn roll(&self, active: &Segment, next_offset: i64) -> std::io::Result<Arc<Segment>> {
         active.seal()?;
         active.sync_indexes()?;
+        if let Err(e) = active.write_summary(true) {
+            warn!(partition = %self.name, segment = active.base_offset(), error = %e,
+                "could not write a segment summary: the next start reads the segment");
+        }
         let config = self.config();
         let segment = Arc::new(Segment::create(
             &self.disk,
@@ -147,6 +153,18 @@ impl PartitionLog {
         let active = self.active_segment()?;
         active.seal()?;
         active.sync_indexes()
+    }
+
+    /// The last writes of a closing partition: fsync, then the active segment's summary, so
+    /// that a clean start need not read the segment.
+    pub fn close_active(&self) -> std::io::Result<()> {
+        self.sync_active()?;
+        let active = self.active_segment()?;
+        if let Err(e) = active.write_summary(false) {
+            warn!(partition = %self.name, segment = active.base_offset(), error = %e,
+                "could not write a segment summary: the next start reads the segment");
+        }
+        Ok(())
     }
 
     pub fn commit(&self) -> i64 {
@@ -293,11 +311,17 @@ impl Partition {
         let last = bases.len().checked_sub(1);
         for (i, base) in bases.iter().enumerate() {
             let is_last = Some(i) == last;
+            let role = if is_last {
+                SegmentRole::Active { verify }
+            } else {
+                SegmentRole::Sealed
+            };
             let (segment, report) =
-                Segment::open(disk, dir, *base, interval, verify && is_last, now).map_err(io)?;
+                Segment::open(disk, dir, *base, interval, role, now).map_err(io)?;
             log_recovery(&name, *base, &report);
-            producers.extend(report.producers);
-            txns.replay(report.txn_events);
+            crate::telemetry::segment_opened(report.from_summary);
+            producers.extend(report.history.producers);
+            txns.replay(report.history.txn_events);
             segments.insert(*base, Arc::new(segment));
         }
         if segments.is_empty() {

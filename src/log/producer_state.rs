@@ -95,15 +95,25 @@ pub enum SequenceCheck {
     Duplicate(ProducerBatch),
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct ProducerEntry {
     epoch: i16,
     batches: VecDeque<ProducerBatch>,
     last_timestamp_ms: i64,
 }
 
+/// One producer's stored state, as a segment summary keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedProducer {
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub last_timestamp_ms: i64,
+    /// Oldest first, at most `DEDUP_WINDOW`.
+    pub batches: Vec<ProducerBatch>,
+}
+
 /// Every producer's state in one partition.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct ProducerStates {
     producers: HashMap<i64, ProducerEntry>,
 }
@@ -240,6 +250,42 @@ impl ProducerStates {
 
     pub fn len(&self) -> usize {
         self.producers.len()
+    }
+
+    /// The whole state, by producer id (what a segment summary stores).
+    pub fn save(&self) -> Vec<SavedProducer> {
+        let mut saved: Vec<SavedProducer> = self
+            .producers
+            .iter()
+            .map(|(id, entry)| SavedProducer {
+                producer_id: *id,
+                epoch: entry.epoch,
+                last_timestamp_ms: entry.last_timestamp_ms,
+                batches: entry.batches.iter().copied().collect(),
+            })
+            .collect();
+        saved.sort_by_key(|p| p.producer_id);
+        saved
+    }
+
+    /// The inverse of `save`.
+    pub fn restore(saved: Vec<SavedProducer>) -> ProducerStates {
+        let producers = saved
+            .into_iter()
+            .map(|p| {
+                let mut batches: VecDeque<ProducerBatch> = p.batches.into();
+                while batches.len() > DEDUP_WINDOW {
+                    batches.pop_front();
+                }
+                let entry = ProducerEntry {
+                    epoch: p.epoch,
+                    batches,
+                    last_timestamp_ms: p.last_timestamp_ms,
+                };
+                (p.producer_id, entry)
+            })
+            .collect();
+        ProducerStates { producers }
     }
 
     pub fn is_empty(&self) -> bool {

@@ -13,18 +13,18 @@ use tracing::warn;
 use crate::disk::{Disk, DiskFile};
 
 use super::batch::{BATCH_HEADER_LEN, BatchHeader, verify_batch};
-use super::control::control_type;
 use super::index::{IndexKind, SparseIndex};
 use super::partition::LEADER_EPOCH;
-use super::producer_state::{ProducerBatch, ProducerStates};
-use super::transactions::TxnEvent;
 
 /// Bytes of a batch header needed to know its offsets: up to and including lastOffsetDelta.
 const EXTENT_LEN: usize = 27;
 
 mod read;
+pub mod summary;
 
 pub use read::SegmentRead;
+pub use summary::SegmentHistory;
+use summary::SummaryExtent;
 
 pub fn segment_file_name(base_offset: i64, extension: &str) -> String {
     format!("{base_offset:020}.{extension}")
@@ -71,6 +71,19 @@ pub struct Segment {
     created_ms: i64,
     indexes: Mutex<Indexes>,
     index_interval_bytes: usize,
+    /// Producers and transactions in this segment: what its summary stores when it is
+    /// rolled or closed (emptied once the summary is written at a roll).
+    history: Mutex<SegmentHistory>,
+}
+
+/// How a start treats a segment it opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SegmentRole {
+    /// Rolled: fsynced and never written again; its summary is trusted after any stop.
+    Sealed,
+    /// The newest segment, which appends continue. `verify` (after an unclean stop):
+    /// CRC-check every batch and truncate a torn tail, ignoring any summary.
+    Active { verify: bool },
 }
 
 /// What recovery found in a segment file.
@@ -82,10 +95,10 @@ pub struct RecoveryReport {
     /// append leaves past the data (or a tail the file system zero-filled), not damage.
     pub zero_padding: bool,
     pub batches: u64,
-    /// Idempotent producers' last batches in this segment, from the headers the scan read.
-    pub producers: ProducerStates,
-    /// Transactions begun and ended in this segment, in offset order.
-    pub txn_events: Vec<TxnEvent>,
+    /// Opened from its summary: no batch was read.
+    pub from_summary: bool,
+    /// Idempotent producers and transactions in this segment.
+    pub history: SegmentHistory,
 }
 
 impl Segment {
@@ -98,6 +111,11 @@ impl Segment {
         now_ms: i64,
     ) -> std::io::Result<Segment> {
         let file = disk.open_log(&dir.join(segment_file_name(base_offset, "log")), true)?;
+        // A summary left by an earlier segment at this offset would describe other data.
+        match disk.remove_file(&dir.join(segment_file_name(base_offset, "summary"))) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         let indexes = Indexes {
             offset: SparseIndex::create(
                 disk,
@@ -143,21 +161,141 @@ impl Segment {
             created_ms,
             indexes: Mutex::new(indexes),
             index_interval_bytes,
+            history: Mutex::new(SegmentHistory::default()),
         }
     }
 
-    /// Opens an existing segment. With `verify`, every batch is CRC-checked and a torn or
-    /// corrupt tail is truncated away; indexes are rebuilt whenever they cannot be trusted.
+    /// Opens an existing segment: from its summary when a valid one matches the file (and
+    /// the segment need not be verified), otherwise by reading its batch headers. A sealed
+    /// segment read that way gets a summary for the next start; an active segment's summary
+    /// is removed before anything is appended, which would outdate it.
     pub fn open(
         disk: &Arc<dyn Disk>,
         dir: &Path,
         base_offset: i64,
         index_interval_bytes: usize,
+        role: SegmentRole,
+        now_ms: i64,
+    ) -> std::io::Result<(Segment, RecoveryReport)> {
+        let file = disk.open_log(&dir.join(segment_file_name(base_offset, "log")), false)?;
+        let file_len = file.size()?;
+        let summary_path = dir.join(segment_file_name(base_offset, "summary"));
+        let verify = role == SegmentRole::Active { verify: true };
+        let summarized = if verify {
+            None
+        } else {
+            summary::read(disk, &summary_path)
+                .filter(|(extent, _)| {
+                    extent.base_offset == base_offset
+                        && extent.size == file_len
+                        && extent.next_offset >= base_offset
+                })
+                .and_then(|(extent, history)| {
+                    Segment::open_summarized(
+                        disk,
+                        dir,
+                        file.clone(),
+                        (extent, history),
+                        index_interval_bytes,
+                        now_ms,
+                    )
+                })
+        };
+        let (segment, report) = match summarized {
+            Some(opened) => opened,
+            None => Segment::open_scanned(
+                disk,
+                dir,
+                base_offset,
+                file,
+                index_interval_bytes,
+                verify,
+                now_ms,
+            )?,
+        };
+        match role {
+            SegmentRole::Sealed if !report.from_summary => {
+                let extent = segment.summary_extent();
+                if let Err(e) = summary::write(disk, &summary_path, &extent, &report.history) {
+                    warn!(path = %summary_path.display(), error = %e,
+                        "could not write a segment summary: the next start reads the segment");
+                }
+            }
+            SegmentRole::Sealed => {}
+            SegmentRole::Active { .. } => {
+                *segment.lock_history() = report.history.clone();
+                match disk.remove_file(&summary_path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            }
+        }
+        Ok((segment, report))
+    }
+
+    /// A segment opened from its summary and indexes alone; `None` when the indexes do not
+    /// load (the caller reads the segment instead).
+    fn open_summarized(
+        disk: &Arc<dyn Disk>,
+        dir: &Path,
+        file: Arc<dyn DiskFile>,
+        (extent, history): (SummaryExtent, SegmentHistory),
+        index_interval_bytes: usize,
+        now_ms: i64,
+    ) -> Option<(Segment, RecoveryReport)> {
+        let base_offset = extent.base_offset;
+        let max_rel = extent.next_offset - base_offset;
+        let load = |kind, ext| {
+            let path = dir.join(segment_file_name(base_offset, ext));
+            SparseIndex::load(disk, kind, &path, max_rel)
+        };
+        let (offset, time) =
+            load(IndexKind::Offset, "index").zip(load(IndexKind::Time, "timeindex"))?;
+        let created_ms = if extent.size == 0 {
+            now_ms
+        } else {
+            file.modified_ms().unwrap_or(now_ms)
+        };
+        let indexes = Indexes {
+            offset,
+            time,
+            bytes_since_entry: 0,
+        };
+        let segment = Segment::new(
+            disk,
+            dir,
+            base_offset,
+            file,
+            indexes,
+            index_interval_bytes,
+            created_ms,
+        );
+        segment.size.store(extent.size, Ordering::Release);
+        segment
+            .next_offset
+            .store(extent.next_offset, Ordering::Release);
+        segment.note_max_timestamp(extent.max_timestamp, extent.max_timestamp_batch);
+        let report = RecoveryReport {
+            valid_bytes: extent.size,
+            from_summary: true,
+            history,
+            ..RecoveryReport::default()
+        };
+        Some((segment, report))
+    }
+
+    /// A segment opened by reading every batch header. With `verify`, every batch is
+    /// CRC-checked and a torn or corrupt tail is truncated away; indexes are rebuilt whenever
+    /// they cannot be trusted.
+    fn open_scanned(
+        disk: &Arc<dyn Disk>,
+        dir: &Path,
+        base_offset: i64,
+        file: Arc<dyn DiskFile>,
+        index_interval_bytes: usize,
         verify: bool,
         now_ms: i64,
     ) -> std::io::Result<(Segment, RecoveryReport)> {
-        let log_path = dir.join(segment_file_name(base_offset, "log"));
-        let file = disk.open_log(&log_path, false)?;
         let file_len = file.size()?;
         let index_path = dir.join(segment_file_name(base_offset, "index"));
         let time_path = dir.join(segment_file_name(base_offset, "timeindex"));
@@ -167,8 +305,6 @@ impl Segment {
         let mut pos = 0u64;
         let mut header_buf = vec![0u8; BATCH_HEADER_LEN];
         let mut batch_buf = Vec::new();
-        // Producers with a transaction open in this segment so far.
-        let mut open_txns = std::collections::HashSet::new();
         while pos < file_len {
             let remaining = file_len - pos;
             if remaining < BATCH_HEADER_LEN as u64 {
@@ -199,37 +335,13 @@ impl Segment {
             {
                 break;
             }
-            if header.is_control() {
-                if !verify {
-                    batch_buf.resize(header.size, 0);
-                    file.read_exact_at(&mut batch_buf, pos)?;
-                }
-                if let Some(control) = control_type(&batch_buf) {
-                    open_txns.remove(&header.producer_id);
-                    report.txn_events.push(TxnEvent::End {
-                        producer_id: header.producer_id,
-                        offset: header.base_offset,
-                        control,
-                    });
-                }
-                report.producers.record_marker(
-                    header.producer_id,
-                    header.producer_epoch,
-                    header.max_timestamp,
-                );
-            } else {
-                if header.is_transactional() && open_txns.insert(header.producer_id) {
-                    report.txn_events.push(TxnEvent::Begin {
-                        producer_id: header.producer_id,
-                        offset: header.base_offset,
-                    });
-                }
-                if let Some(batch) =
-                    ProducerBatch::from_header(&header, header.base_offset, header.max_timestamp)
-                {
-                    report.producers.record(batch);
-                }
+            if header.is_control() && !verify {
+                // A marker's type is in its record.
+                batch_buf.resize(header.size, 0);
+                file.read_exact_at(&mut batch_buf, pos)?;
             }
+            let batch: &[u8] = if header.is_control() { &batch_buf } else { &[] };
+            report.history.observe(&header, header.base_offset, batch);
             extents.push((
                 BatchExtent {
                     base_offset: header.base_offset,
@@ -342,6 +454,34 @@ impl Segment {
         self.indexes.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn lock_history(&self) -> std::sync::MutexGuard<'_, SegmentHistory> {
+        self.history.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn summary_extent(&self) -> SummaryExtent {
+        SummaryExtent {
+            base_offset: self.base_offset,
+            size: self.size(),
+            next_offset: self.next_offset(),
+            max_timestamp: self.max_timestamp(),
+            max_timestamp_batch: self.max_timestamp_batch(),
+        }
+    }
+
+    /// Writes the segment's summary: at a roll (after `seal`, then the history is dropped:
+    /// the partition's own state carries on) and at a clean close.
+    pub fn write_summary(&self, then_forget: bool) -> std::io::Result<()> {
+        let path = self
+            .dir
+            .join(segment_file_name(self.base_offset, "summary"));
+        let mut history = self.lock_history();
+        let result = summary::write(&self.disk, &path, &self.summary_extent(), &history);
+        if then_forget {
+            *history = SegmentHistory::default();
+        }
+        result
+    }
+
     fn note_max_timestamp(&self, max_ts: i64, batch_base: i64) {
         if max_ts > self.max_timestamp.load(Ordering::Acquire) {
             self.max_timestamp.store(max_ts, Ordering::Release);
@@ -379,6 +519,19 @@ impl Segment {
         }
         self.file.append(&mut slices)?;
         let mut pos = self.size();
+        let mut history = None;
+        for batch in batches {
+            if let Ok(header) = BatchHeader::parse(&batch.bytes)
+                && SegmentHistory::concerns(&header)
+            {
+                history.get_or_insert_with(|| self.lock_history()).observe(
+                    &header,
+                    batch.base_offset,
+                    &batch.bytes,
+                );
+            }
+        }
+        drop(history);
         let mut indexes = self.lock_indexes();
         for batch in batches {
             let extent = BatchExtent {
@@ -422,7 +575,7 @@ impl Segment {
 
     /// Removes the segment's files (after retention or topic deletion).
     pub fn delete_files(&self) {
-        for ext in ["log", "index", "timeindex"] {
+        for ext in ["log", "index", "timeindex", "summary"] {
             let path = self.dir.join(segment_file_name(self.base_offset, ext));
             if let Err(e) = self.disk.remove_file(&path)
                 && e.kind() != std::io::ErrorKind::NotFound

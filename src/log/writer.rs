@@ -35,7 +35,8 @@ const IO_HELPERS: usize = 7;
 
 pub enum WriterCommand {
     Append(WriteRequest),
-    /// fsync everything written so far (data and indexes), then answer.
+    /// A closing partition's last command: fsync everything written so far (data and
+    /// indexes) and write the active segment's summary, then answer.
     Sync(oneshot::Sender<std::io::Result<()>>),
     /// page_cache mode: the partition was written by a request handler and needs the next
     /// periodic flush.
@@ -203,11 +204,11 @@ impl SharePool {
 }
 
 /// Group fsyncs cover the log data; indexes are rebuilt by recovery, so they are fsynced only
-/// when a caller asks (shutdown) and when a segment rolls.
+/// when a partition closes (`full`) and when a segment rolls.
 fn sync_log(log: &PartitionLog, full: bool) -> std::io::Result<()> {
     let started = Instant::now();
     let result = if full {
-        log.sync_active()
+        log.close_active()
     } else {
         log.sync_active_data()
     };

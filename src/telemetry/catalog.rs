@@ -105,6 +105,8 @@ catalog! {
         "The partition's first offset still held (moves with retention).";
     RETENTION_DELETED = "weir_retention_deleted_bytes_total", Counter, [], false,
         "Bytes of segments deleted by retention.";
+    SEGMENTS_OPENED = "weir_log_segments_opened_total", Counter, ["from"], false,
+        "Segments opened at start-up: from their summary file (summary: no batch read), or by reading their batch headers (scan: no valid summary, or the newest segment after an unclean stop).";
     DISK_FREE = "weir_disk_free_bytes", Gauge, [], false,
         "Bytes an unprivileged writer can still add to the data directory's file system.";
     DISK_TOTAL = "weir_disk_total_bytes", Gauge, [], false,

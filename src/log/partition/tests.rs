@@ -49,11 +49,36 @@ pub(crate) fn options() -> PartitionOptions {
     }
 }
 
-fn open(dir: &std::path::Path) -> Arc<Partition> {
+/// `segment_bytes` overrides the topic's; `verify` as after an unclean stop.
+fn open_with(dir: &std::path::Path, segment_bytes: Option<i64>, verify: bool) -> Arc<Partition> {
     let options = options();
-    let config =
-        Arc::new(TopicConfig::resolve(&Config::embedded().unwrap(), &BTreeMap::new()).unwrap());
-    Partition::open(&dir.join("t-0"), "t", 0, config, options, true).unwrap()
+    let mut config = TopicConfig::resolve(&Config::embedded().unwrap(), &BTreeMap::new()).unwrap();
+    if let Some(bytes) = segment_bytes {
+        config.segment_bytes = bytes;
+    }
+    Partition::open(&dir.join("t-0"), "t", 0, Arc::new(config), options, verify).unwrap()
+}
+
+/// How the transactions test reopens its partition.
+#[derive(Clone, Copy, PartialEq)]
+enum Reopen {
+    /// After an unclean stop: the newest segment is read and verified.
+    Verify,
+    /// After a clean stop: every segment opens from its summary.
+    Clean,
+    /// After a clean stop, but the summaries are gone (written by an older Weir): every
+    /// segment is read, and the sealed ones get their summaries back.
+    CleanWithoutSummaries,
+}
+
+fn summaries(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir.join("t-0"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".summary"))
+        .collect();
+    names.sort();
+    names
 }
 
 /// A batch of `count` records; `producer` is (id, epoch, first sequence).
@@ -127,8 +152,20 @@ fn committed_read(partition: &Partition, offset: i64) -> (Vec<i64>, Vec<AbortedT
 
 #[tokio::test]
 async fn interleaved_transactions_bound_read_committed_and_survive_reopen() {
+    transactions_survive_reopen(None, Reopen::Verify).await;
+}
+
+/// One batch per segment: the producer and transaction state comes from many summaries.
+#[tokio::test]
+async fn transaction_state_survives_a_clean_restart_from_segment_summaries() {
+    transactions_survive_reopen(Some(1), Reopen::Clean).await;
+    transactions_survive_reopen(Some(1), Reopen::Verify).await;
+    transactions_survive_reopen(Some(1), Reopen::CleanWithoutSummaries).await;
+}
+
+async fn transactions_survive_reopen(segment_bytes: Option<i64>, reopen: Reopen) {
     let dir = tempfile::tempdir().unwrap();
-    let partition = open(dir.path());
+    let partition = open_with(dir.path(), segment_bytes, true);
     assert_eq!(
         append(&partition, batch(None, false, 3), &DENY)
             .await
@@ -214,10 +251,25 @@ async fn interleaved_transactions_bound_read_committed_and_survive_reopen() {
     partition.close().await.unwrap();
     drop(partition);
 
-    let reopened = open(dir.path());
+    // Every segment has its summary: the rolled ones from their roll, the active one from
+    // the close.
+    let segments = if segment_bytes.is_some() { 8 } else { 1 };
+    assert_eq!(summaries(dir.path()).len(), segments);
+    if reopen == Reopen::CleanWithoutSummaries {
+        for name in summaries(dir.path()) {
+            std::fs::remove_file(dir.path().join("t-0").join(name)).unwrap();
+        }
+    }
+    let reopened = open_with(dir.path(), segment_bytes, reopen == Reopen::Verify);
+    // The active segment's summary is gone (appends will outdate it); every sealed one has
+    // its summary, read or rewritten.
+    assert_eq!(summaries(dir.path()).len(), segments - 1);
     let marks = reopened.watermarks();
     assert_eq!((marks.high_watermark, marks.last_stable_offset), (12, 11));
-    assert_eq!(committed_read(&reopened, 0).1, vec![aborted]);
+    // A read from a segment stops at its end (the tail cache that crossed segments before
+    // the restart is empty now): read from the aborted transaction's first segment.
+    let from = if segment_bytes.is_some() { 5 } else { 0 };
+    assert_eq!(committed_read(&reopened, from).1, vec![aborted]);
     let producers = reopened.active_producers();
     let one = producers.iter().find(|p| p.producer_id == 1).unwrap();
     assert_eq!((one.last_sequence, one.current_txn_start_offset), (3, 11));

@@ -3,6 +3,8 @@ use crate::log::batch::patched_prefix;
 use crate::log::batch::tests::sample_batch;
 use kafka_protocol::records::Compression;
 
+const VERIFY: SegmentRole = SegmentRole::Active { verify: true };
+
 fn os() -> Arc<dyn Disk> {
     crate::disk::os()
 }
@@ -70,7 +72,7 @@ fn append_read_and_reopen() {
     assert_eq!(BatchHeader::parse(&batch).unwrap().base_offset, 106);
     drop(segment);
 
-    let (reopened, report) = Segment::open(&os(), dir.path(), 100, 0, true, 0).unwrap();
+    let (reopened, report) = Segment::open(&os(), dir.path(), 100, 0, VERIFY, 0).unwrap();
     assert_eq!(report.truncated_bytes, 0);
     assert_eq!(report.batches, 10);
     assert_eq!(reopened.next_offset(), 130);
@@ -92,7 +94,7 @@ fn torn_tail_is_truncated_to_the_valid_prefix() {
     let cut = bytes.len() - 7;
     bytes.truncate(cut);
     std::fs::write(&path, &bytes).unwrap();
-    let (segment, report) = Segment::open(&os(), dir.path(), 0, 4096, true, 0).unwrap();
+    let (segment, report) = Segment::open(&os(), dir.path(), 0, 4096, VERIFY, 0).unwrap();
     assert!(report.truncated_bytes > 0);
     assert_eq!(segment.next_offset(), 8);
     assert!(segment.size() < good);
@@ -103,7 +105,7 @@ fn torn_tail_is_truncated_to_the_valid_prefix() {
     let last = bytes.len() - 3;
     bytes[last] ^= 0x10;
     std::fs::write(&path, &bytes).unwrap();
-    let (segment, report) = Segment::open(&os(), dir.path(), 0, 4096, true, 0).unwrap();
+    let (segment, report) = Segment::open(&os(), dir.path(), 0, 4096, VERIFY, 0).unwrap();
     assert!(report.truncated_bytes > 0);
     assert_eq!(segment.next_offset(), 6);
 }
@@ -144,7 +146,7 @@ fn small_segment(dir: &Path) -> (Vec<u8>, Vec<(u64, i64)>) {
 /// that exactly the longest valid prefix survived, on disk and in the recovered state.
 fn recover_and_expect(dir: &Path, bytes: &[u8], keep: (u64, i64), what: &str) {
     std::fs::write(dir.join(segment_file_name(10, "log")), bytes).unwrap();
-    let (segment, report) = Segment::open(&os(), dir, 10, 64, true, 0).unwrap();
+    let (segment, report) = Segment::open(&os(), dir, 10, 64, VERIFY, 0).unwrap();
     let (valid, next_offset) = keep;
     assert_eq!(report.valid_bytes, valid, "{what}");
     assert_eq!(report.truncated_bytes, bytes.len() as u64 - valid, "{what}");
@@ -219,4 +221,131 @@ fn every_bit_flip_in_the_last_batch_drops_exactly_that_batch() {
             (bytes.len() as u64 - keep.0) * 8
         ),
     );
+}
+
+/// Appends a batch of `count` records from idempotent producer 7, sequence `first_seq`.
+fn append_idempotent(segment: &Segment, next: &mut i64, first_seq: i32, count: i32) {
+    let bytes = crate::log::partition::tests::batch(Some((7, 0, first_seq)), false, count).bytes;
+    let batch = AppendBatch {
+        prefix: patched_prefix(&bytes, *next, 0),
+        base_offset: *next,
+        last_offset: *next + i64::from(count) - 1,
+        max_timestamp: 1_000 + i64::from(count) - 1,
+        bytes,
+    };
+    segment.append(&[batch]).unwrap();
+    *next += i64::from(count);
+}
+
+/// A rolled segment (sealed, summary written) of plain and idempotent batches.
+fn rolled_segment(dir: &Path) -> Segment {
+    let segment = Segment::create(&os(), dir, 50, 64, 0).unwrap();
+    let mut next = 50;
+    append(&segment, &mut next, 4, 3_000);
+    append_idempotent(&segment, &mut next, 0, 2);
+    append_idempotent(&segment, &mut next, 2, 3);
+    segment.seal().unwrap();
+    segment.sync_indexes().unwrap();
+    segment.write_summary(true).unwrap();
+    segment
+}
+
+#[test]
+fn a_sealed_segment_opens_from_its_summary_as_a_scan_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let written = rolled_segment(dir.path());
+    let (size, next, max_ts) = (
+        written.size(),
+        written.next_offset(),
+        written.max_timestamp(),
+    );
+    drop(written);
+
+    let (summarized, report) =
+        Segment::open(&os(), dir.path(), 50, 64, SegmentRole::Sealed, 0).unwrap();
+    assert!(report.from_summary);
+    assert_eq!(report.batches, 0, "no batch header was read");
+    assert_eq!(
+        (
+            summarized.size(),
+            summarized.next_offset(),
+            summarized.max_timestamp()
+        ),
+        (size, next, max_ts)
+    );
+    // Reads work from the loaded indexes.
+    let SegmentRead::Data(bytes) = summarized.read(56, i64::MAX, 1, true).unwrap() else {
+        panic!("no data")
+    };
+    assert_eq!(BatchHeader::parse(&bytes).unwrap().base_offset, 56);
+    drop(summarized);
+
+    // The same segment read batch by batch gives the same state.
+    let summary = dir.path().join(segment_file_name(50, "summary"));
+    std::fs::remove_file(&summary).unwrap();
+    let (scanned, scan) = Segment::open(&os(), dir.path(), 50, 64, SegmentRole::Sealed, 0).unwrap();
+    assert!(!scan.from_summary);
+    assert_eq!(scan.batches, 3);
+    assert_eq!(
+        scan.history.producers.save(),
+        report.history.producers.save()
+    );
+    assert_eq!(scan.history.producers.save()[0].batches.len(), 2);
+    assert_eq!(
+        (
+            scanned.size(),
+            scanned.next_offset(),
+            scanned.max_timestamp()
+        ),
+        (size, next, max_ts)
+    );
+    // ...and writes the summary the next start will use.
+    assert!(summary.exists());
+}
+
+#[test]
+fn a_summary_that_does_not_match_the_file_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(rolled_segment(dir.path()));
+    // The file grew after the summary was written (it cannot, for a sealed segment; a
+    // summary from elsewhere must still not be believed).
+    let log = dir.path().join(segment_file_name(50, "log"));
+    let mut bytes = std::fs::read(&log).unwrap();
+    bytes.extend(std::iter::repeat_n(0xAB, 100));
+    std::fs::write(&log, &bytes).unwrap();
+    let (segment, report) =
+        Segment::open(&os(), dir.path(), 50, 64, SegmentRole::Sealed, 0).unwrap();
+    assert!(!report.from_summary);
+    assert_eq!(report.truncated_bytes, 100);
+    assert_eq!(segment.next_offset(), 59);
+}
+
+#[test]
+fn the_active_segment_drops_its_summary_and_verify_ignores_it() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(rolled_segment(dir.path()));
+    let summary = dir.path().join(segment_file_name(50, "summary"));
+
+    let clean = SegmentRole::Active { verify: false };
+    let (segment, report) = Segment::open(&os(), dir.path(), 50, 64, clean, 0).unwrap();
+    assert!(report.from_summary);
+    assert!(!summary.exists(), "appends would outdate it");
+    // Appends carry the history on, and the close writes it back.
+    let mut next = segment.next_offset();
+    append_idempotent(&segment, &mut next, 5, 1);
+    segment.seal().unwrap();
+    segment.sync_indexes().unwrap();
+    segment.write_summary(false).unwrap();
+    drop(segment);
+
+    let (segment, report) = Segment::open(&os(), dir.path(), 50, 64, VERIFY, 0).unwrap();
+    assert!(
+        !report.from_summary,
+        "after an unclean stop every batch is checked"
+    );
+    assert_eq!(report.batches, 4);
+    assert_eq!(segment.next_offset(), 60);
+    let producers = report.history.producers.save();
+    assert_eq!(producers[0].batches.last().map(|b| b.last_seq), Some(5));
+    assert!(!summary.exists());
 }

@@ -67,6 +67,10 @@ pub enum WritePath {
 pub enum LogWriteIo {
     Buffered,
     Direct,
+    /// `direct` in `fsync` mode, `buffered` in `page_cache` mode: a page_cache ack means the
+    /// batch is in the page cache, not that an O_DIRECT write reached the device. Resolved
+    /// when the configuration loads; nothing else sees it.
+    Auto,
 }
 
 /// Which clock a topic's record timestamps come from (Kafka's `message.timestamp.type`).
@@ -214,9 +218,15 @@ impl Config {
             }
             merged.insert(key, value);
         }
-        let config: Config =
+        let mut config: Config =
             serde_path_to_error::deserialize(serde_yaml::Value::Mapping(merged))
                 .map_err(|e| ConfigError::invalid(&e.path().to_string(), e.inner().to_string()))?;
+        if config.log_write_io == LogWriteIo::Auto {
+            config.log_write_io = match config.durability {
+                Durability::Fsync => LogWriteIo::Direct,
+                Durability::PageCache => LogWriteIo::Buffered,
+            };
+        }
         config.validate()?;
         Ok(config)
     }
@@ -439,6 +449,7 @@ mod tests {
         assert_eq!(config.listen.to_string(), "127.0.0.1:9092");
         assert_eq!(config.data_dir, PathBuf::from("./data"));
         assert_eq!(config.durability, Durability::Fsync);
+        assert_eq!(config.log_write_io, LogWriteIo::Direct);
         assert_eq!(config.socket_request_max_bytes, 100 * 1024 * 1024);
         assert_eq!(config.advertised(), ("127.0.0.1".to_string(), 9092));
     }
@@ -450,6 +461,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.durability, Durability::PageCache);
+        assert_eq!(config.log_write_io, LogWriteIo::Buffered);
         assert_eq!(config.num_partitions, 3);
         assert_eq!(config.advertised(), ("broker".to_string(), 19092));
     }

@@ -89,6 +89,11 @@ def session_specs(args, have_kafka: bool) -> list[SessionSpec]:
     specs.append(SessionSpec("weir-fsync-buffered", "weir",
                              {"durability": "fsync", "log_write_io": "buffered"},
                              workloads=ab, label="Weir"))
+    # page_cache mode acknowledging after the O_DIRECT write reached the device, against its
+    # default of acknowledging from the page cache (buffered writes).
+    specs.append(SessionSpec("weir-page_cache-direct", "weir",
+                             {"durability": "page_cache", "log_write_io": "direct"},
+                             workloads=ab, label="Weir"))
     if args.mode == "smoke":
         # Seconds, not minutes: one Weir mode end to end, a tiny Kafka, the A/B switch once.
         keep = {"weir-fsync": None, "kafka": ("produce_all", "consume"),

@@ -19,7 +19,7 @@ use weir::telemetry::MetricsServer;
 /// jemalloc instead of glibc's malloc: it hands memory freed after a burst (produce buffers,
 /// the tail cache of a partition gone idle) back to the OS, so the broker's RSS follows what
 /// it holds. Configured in .cargo/config.toml.
-#[cfg(all(unix, not(target_env = "musl")))]
+#[cfg(all(feature = "jemalloc", unix, not(target_env = "musl")))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

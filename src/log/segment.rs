@@ -112,10 +112,7 @@ impl Segment {
     ) -> std::io::Result<Segment> {
         let file = disk.open_log(&dir.join(segment_file_name(base_offset, "log")), true)?;
         // A summary left by an earlier segment at this offset would describe other data.
-        match disk.remove_file(&dir.join(segment_file_name(base_offset, "summary"))) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
+        summary::remove(disk, &summary::path(dir, base_offset))?;
         let indexes = Indexes {
             offset: SparseIndex::create(
                 disk,
@@ -179,7 +176,7 @@ impl Segment {
     ) -> std::io::Result<(Segment, RecoveryReport)> {
         let file = disk.open_log(&dir.join(segment_file_name(base_offset, "log")), false)?;
         let file_len = file.size()?;
-        let summary_path = dir.join(segment_file_name(base_offset, "summary"));
+        let summary_path = summary::path(dir, base_offset);
         let verify = role == SegmentRole::Active { verify: true };
         let summarized = if verify {
             None
@@ -224,10 +221,7 @@ impl Segment {
             SegmentRole::Sealed => {}
             SegmentRole::Active { .. } => {
                 *segment.lock_history() = report.history.clone();
-                match disk.remove_file(&summary_path) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-                    _ => {}
-                }
+                summary::remove(disk, &summary_path)?;
             }
         }
         Ok((segment, report))
@@ -471,9 +465,7 @@ impl Segment {
     /// Writes the segment's summary: at a roll (after `seal`, then the history is dropped:
     /// the partition's own state carries on) and at a clean close.
     pub fn write_summary(&self, then_forget: bool) -> std::io::Result<()> {
-        let path = self
-            .dir
-            .join(segment_file_name(self.base_offset, "summary"));
+        let path = summary::path(&self.dir, self.base_offset);
         let mut history = self.lock_history();
         let result = summary::write(&self.disk, &path, &self.summary_extent(), &history);
         if then_forget {

@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 use std::io::IoSlice;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::disk::Disk;
@@ -218,6 +218,19 @@ pub fn decode_body(body: &[u8]) -> Option<(SummaryExtent, SegmentHistory)> {
     }
     let history = SegmentHistory::from_parts(ProducerStates::restore(producers), txn_events);
     Some((extent, history))
+}
+
+/// Where the summary of the segment at `base_offset` in `dir` lives.
+pub fn path(dir: &Path, base_offset: i64) -> PathBuf {
+    dir.join(super::segment_file_name(base_offset, "summary"))
+}
+
+/// Removes a summary that appends are about to outdate; none there is fine.
+pub fn remove(disk: &Arc<dyn Disk>, path: &Path) -> std::io::Result<()> {
+    match disk.remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// The summary at `path`, if there is a valid one.

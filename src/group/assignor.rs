@@ -9,6 +9,46 @@ use uuid::Uuid;
 /// Partitions per topic id.
 pub type Assignment = BTreeMap<Uuid, BTreeSet<i32>>;
 
+/// Partitions in either assignment.
+pub fn union(a: &Assignment, b: &Assignment) -> Assignment {
+    let mut out = a.clone();
+    for (topic, parts) in b {
+        out.entry(*topic).or_default().extend(parts);
+    }
+    out
+}
+
+/// Partitions in both assignments.
+pub fn intersect(a: &Assignment, b: &Assignment) -> Assignment {
+    a.iter()
+        .filter_map(|(topic, parts)| {
+            let common: BTreeSet<i32> = b
+                .get(topic)
+                .map(|other| parts.intersection(other).copied().collect())
+                .unwrap_or_default();
+            (!common.is_empty()).then_some((*topic, common))
+        })
+        .collect()
+}
+
+/// Partitions of `a` that are not in `b`.
+pub fn minus(a: &Assignment, b: &Assignment) -> Assignment {
+    a.iter()
+        .filter_map(|(topic, parts)| {
+            let rest: BTreeSet<i32> = match b.get(topic) {
+                Some(other) => parts.difference(other).copied().collect(),
+                None => parts.clone(),
+            };
+            (!rest.is_empty()).then_some((*topic, rest))
+        })
+        .collect()
+}
+
+/// Whether every partition of `a` is in `b`.
+pub fn is_subset(a: &Assignment, b: &Assignment) -> bool {
+    minus(a, b).is_empty()
+}
+
 pub const UNIFORM: &str = "uniform";
 pub const RANGE: &str = "range";
 pub const ASSIGNORS: [&str; 2] = [UNIFORM, RANGE];

@@ -12,7 +12,9 @@ use regex::Regex;
 use tokio::time::{Duration, Instant};
 use uuid::Uuid;
 
-use super::assignor::{self, ASSIGNORS, Assignment, AssignorMember};
+use super::assignor::{
+    self, ASSIGNORS, Assignment, AssignorMember, intersect, is_subset, minus, union,
+};
 use super::messages::{ConsumerHeartbeat, ConsumerHeartbeatResponse, TopicsSnapshot};
 
 /// Member epoch of a heartbeat that leaves the group.
@@ -87,42 +89,6 @@ pub struct ConsumerGroup {
     /// Subscribed topics (name → id, partitions) the group epoch was last computed with.
     metadata: BTreeMap<String, (Uuid, i32)>,
     assignor: String,
-}
-
-fn union(a: &Assignment, b: &Assignment) -> Assignment {
-    let mut out = a.clone();
-    for (topic, parts) in b {
-        out.entry(*topic).or_default().extend(parts);
-    }
-    out
-}
-
-fn intersect(a: &Assignment, b: &Assignment) -> Assignment {
-    a.iter()
-        .filter_map(|(topic, parts)| {
-            let common: BTreeSet<i32> = b
-                .get(topic)
-                .map(|other| parts.intersection(other).copied().collect())
-                .unwrap_or_default();
-            (!common.is_empty()).then_some((*topic, common))
-        })
-        .collect()
-}
-
-fn minus(a: &Assignment, b: &Assignment) -> Assignment {
-    a.iter()
-        .filter_map(|(topic, parts)| {
-            let rest: BTreeSet<i32> = match b.get(topic) {
-                Some(other) => parts.difference(other).copied().collect(),
-                None => parts.clone(),
-            };
-            (!rest.is_empty()).then_some((*topic, rest))
-        })
-        .collect()
-}
-
-fn is_subset(a: &Assignment, b: &Assignment) -> bool {
-    minus(a, b).is_empty()
 }
 
 impl ConsumerGroup {

@@ -7,122 +7,20 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use dashmap::DashMap;
-use kafka_protocol::ResponseError;
-use thiserror::Error;
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 use uuid::Uuid;
 
 use super::partition::{Partition, PartitionOptions, partition_dir};
-use super::topic_config::{TopicConfig, TopicConfigError};
+use super::topic_config::TopicConfig;
 use super::{LogError, now_ms};
 use crate::config::Config;
 use crate::disk::Disk;
-use crate::metadata::{MetadataError, TopicRecord, TopicStore};
+use crate::metadata::{TopicRecord, TopicStore};
+
+pub use super::topic::{Topic, TopicError, validate_topic_name};
 
 const CLEAN_SHUTDOWN_FILE: &str = ".clean_shutdown";
-/// Kafka's limit on topic name length.
-const MAX_TOPIC_NAME_LEN: usize = 249;
-
-#[derive(Debug, Error)]
-pub enum TopicError {
-    #[error("topic name `{0}` is invalid: {1}")]
-    InvalidName(String, &'static str),
-    #[error("topic `{0}` already exists")]
-    AlreadyExists(String),
-    #[error("topic `{0}` collides with existing topic `{1}` ('.' and '_' are interchangeable)")]
-    Collides(String, String),
-    #[error("unknown topic `{0}`")]
-    Unknown(String),
-    #[error("invalid number of partitions: {0}")]
-    InvalidPartitions(String),
-    #[error("replication factor {0} is not possible on a single node")]
-    InvalidReplicationFactor(i16),
-    #[error(transparent)]
-    Config(#[from] TopicConfigError),
-    #[error(transparent)]
-    Log(#[from] LogError),
-    #[error(transparent)]
-    Metadata(#[from] MetadataError),
-}
-
-impl TopicError {
-    pub fn error_code(&self) -> i16 {
-        match self {
-            TopicError::InvalidName(..) | TopicError::Collides(..) => {
-                ResponseError::InvalidTopicException.code()
-            }
-            TopicError::AlreadyExists(_) => ResponseError::TopicAlreadyExists.code(),
-            TopicError::Unknown(_) => ResponseError::UnknownTopicOrPartition.code(),
-            TopicError::InvalidPartitions(_) => ResponseError::InvalidPartitions.code(),
-            TopicError::InvalidReplicationFactor(_) => {
-                ResponseError::InvalidReplicationFactor.code()
-            }
-            TopicError::Config(_) => ResponseError::InvalidConfig.code(),
-            TopicError::Log(e) => e.error_code(),
-            TopicError::Metadata(_) => ResponseError::KafkaStorageError.code(),
-        }
-    }
-}
-
-/// Kafka's topic name rules: 1..=249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
-pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
-    let invalid = |reason| Err(TopicError::InvalidName(name.to_string(), reason));
-    if name.is_empty() {
-        return invalid("empty");
-    }
-    if name == "." || name == ".." {
-        return invalid("'.' and '..' are not allowed");
-    }
-    if name.len() > MAX_TOPIC_NAME_LEN {
-        return invalid("longer than 249 characters");
-    }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
-    {
-        return invalid("only ASCII letters, digits, '.', '_' and '-' are allowed");
-    }
-    Ok(())
-}
-
-#[derive(Debug)]
-pub struct Topic {
-    pub name: String,
-    pub id: Uuid,
-    config: RwLock<Arc<TopicConfig>>,
-    partitions: RwLock<Vec<Arc<Partition>>>,
-}
-
-impl Topic {
-    pub fn partitions(&self) -> Vec<Arc<Partition>> {
-        self.partitions
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    pub fn partition(&self, index: i32) -> Option<Arc<Partition>> {
-        let partitions = self.partitions.read().unwrap_or_else(|e| e.into_inner());
-        usize::try_from(index)
-            .ok()
-            .and_then(|i| partitions.get(i).cloned())
-    }
-
-    pub fn partition_count(&self) -> i32 {
-        self.partitions
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .len() as i32
-    }
-
-    pub fn config(&self) -> Arc<TopicConfig> {
-        self.config
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-}
 
 pub struct LogManager {
     config: Arc<Config>,
@@ -583,21 +481,5 @@ fn remove_deleted_dirs(disk: &dyn Disk, data_dir: &Path) {
         {
             warn!(dir = entry.name, error = %e, "could not remove deleted partition directory");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn topic_names_follow_kafka_rules() {
-        assert!(validate_topic_name("orders.v1_a-b").is_ok());
-        assert!(validate_topic_name("").is_err());
-        assert!(validate_topic_name("..").is_err());
-        assert!(validate_topic_name("a b").is_err());
-        assert!(validate_topic_name("ünicode").is_err());
-        assert!(validate_topic_name(&"x".repeat(250)).is_err());
-        assert!(validate_topic_name(&"x".repeat(249)).is_ok());
     }
 }

@@ -1,16 +1,17 @@
-//! The stream engine: every topic-partition is a segmented log on disk written by its own
-//! background writer with group commit.
+//! The stream engine: every topic-partition is a segmented log on disk, written by its log
+//! directory's background writer with group commit.
 //!
 //! - `batch.rs`: record batch validation and patching; `records.rs`: records inside a batch.
 //! - `segment.rs`, `index.rs`: segment files and their sparse indexes; recovery of a torn tail.
 //! - `commit.rs`: persistence flags and the commit step that advances the high watermark.
-//! - `writer.rs`: the per-partition background writer (group commit).
+//! - `writer.rs`: the log directory's background writer (group commit).
 //! - `partition.rs`: offset assignment and markers; `partition/read.rs`: reads bounded by the
 //!   high watermark or last stable offset; `partition/retention.rs`: segment deletion.
 //! - `producer_state.rs`: idempotent producers' epochs and sequences (deduplication).
 //! - `transactions.rs`: open and aborted transactions per partition, the last stable offset;
 //!   `control.rs`: the marker batches that end them.
-//! - `manager.rs`: the topics of this broker, their creation, deletion and recovery.
+//! - `manager.rs`: the topics of this broker, their creation, deletion and recovery;
+//!   `topic.rs`: one topic, the errors of topic administration, topic name rules.
 //! - `topic_config.rs`: topic-level configs under Kafka's names.
 
 pub mod batch;
@@ -24,6 +25,7 @@ pub mod producer_state;
 pub mod records;
 pub mod segment;
 pub mod tail_cache;
+pub mod topic;
 pub mod topic_config;
 pub mod transactions;
 pub mod writer;

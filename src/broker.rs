@@ -93,12 +93,12 @@ impl Broker {
         let budget = permits(config.write_queue_max_bytes);
         let space = SpaceGuard::new(disk.clone(), &config.data_dir, config.disk_min_free_bytes);
         space.spawn_monitor().map_err(BrokerError::SpaceMonitor)?;
-        let writer = crate::log::writer::spawn(
-            config.durability,
-            std::time::Duration::from_millis(config.flush_interval_ms),
-            Some(space.clone()),
-        )
-        .map_err(BrokerError::WriterThread)?;
+        let timers = crate::log::writer::WriterTimers {
+            flush: std::time::Duration::from_millis(config.flush_interval_ms),
+            checkpoint: std::time::Duration::from_millis(config.checkpoint_interval_ms),
+        };
+        let writer = crate::log::writer::spawn(config.durability, timers, Some(space.clone()))
+            .map_err(BrokerError::WriterThread)?;
         let options = PartitionOptions {
             disk: disk.clone(),
             writer,

@@ -125,6 +125,7 @@ pub struct Config {
     pub log_write_io: LogWriteIo,
     pub tail_cache_bytes: u64,
     pub flush_interval_ms: u64,
+    pub checkpoint_interval_ms: u64,
     pub write_queue_max_bytes: u64,
     pub disk_min_free_bytes: u64,
     pub auto_create_topics: bool,
@@ -247,6 +248,7 @@ impl Config {
         }
         at_least("node_id", self.node_id, 0)?;
         at_least("flush_interval_ms", self.flush_interval_ms, 1)?;
+        at_least("checkpoint_interval_ms", self.checkpoint_interval_ms, 100)?;
         at_least("write_queue_max_bytes", self.write_queue_max_bytes, 1 << 20)?;
         at_least("num_partitions", self.num_partitions, 1)?;
         at_least("max_partitions_per_topic", self.max_partitions_per_topic, 1)?;

@@ -75,9 +75,14 @@ async fn corrupt_tail_is_truncated_after_an_unclean_stop() {
         client.produce("torn", 0, batch(i * 2, 2, 0), -1).await;
     }
     broker.stop().await;
-    // Simulate a crash: no clean-shutdown marker, garbage after the last batch, and a
-    // damaged index.
-    std::fs::remove_file(broker.dir.path().join(".clean_shutdown")).unwrap();
+    // Simulate a crash: no clean-shutdown marker, no summary of the segment (a crash before
+    // any checkpoint writes none), garbage after the last batch, and a damaged index.
+    let crashed = |broker: &TestBroker| {
+        let dir = broker.dir.path();
+        std::fs::remove_file(dir.join(".clean_shutdown")).unwrap();
+        std::fs::remove_file(dir.join("torn-0/00000000000000000000.summary")).unwrap();
+    };
+    crashed(&broker);
     let log = broker.dir.path().join("torn-0/00000000000000000000.log");
     let mut bytes = std::fs::read(&log).unwrap();
     let valid = bytes.len();
@@ -96,7 +101,7 @@ async fn corrupt_tail_is_truncated_after_an_unclean_stop() {
 
     // A bit flip inside the last batch: that batch is dropped, the rest kept.
     broker.stop().await;
-    std::fs::remove_file(broker.dir.path().join(".clean_shutdown")).unwrap();
+    crashed(&broker);
     let mut bytes = std::fs::read(&log).unwrap();
     let at = bytes.len() - 5;
     bytes[at] ^= 0x01;

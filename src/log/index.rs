@@ -23,6 +23,35 @@ impl IndexKind {
             IndexKind::Time => 12,
         }
     }
+
+    /// The whole entries at the start of `bytes` up to the first one whose key or value does
+    /// not grow (`push` writes only growing ones: a lost page reads as zeros and stops here).
+    fn decode_ordered(self, bytes: &[u8]) -> Vec<(i64, u32)> {
+        let mut entries: Vec<(i64, u32)> = Vec::with_capacity(bytes.len() / self.entry_len());
+        for chunk in bytes.chunks_exact(self.entry_len()) {
+            let entry = match self {
+                IndexKind::Offset => (
+                    i64::from(u32::from_be_bytes([chunk[0], chunk[1], chunk[2], chunk[3]])),
+                    u32::from_be_bytes([chunk[4], chunk[5], chunk[6], chunk[7]]),
+                ),
+                IndexKind::Time => (
+                    i64::from_be_bytes([
+                        chunk[0], chunk[1], chunk[2], chunk[3], chunk[4], chunk[5], chunk[6],
+                        chunk[7],
+                    ]),
+                    u32::from_be_bytes([chunk[8], chunk[9], chunk[10], chunk[11]]),
+                ),
+            };
+            if entries
+                .last()
+                .is_some_and(|&(key, value)| entry.0 <= key || entry.1 <= value)
+            {
+                break;
+            }
+            entries.push(entry);
+        }
+        entries
+    }
 }
 
 /// One sparse index: `(key, value)` entries with non-decreasing keys.
@@ -68,38 +97,51 @@ impl SparseIndex {
         if bytes.len() % len != 0 {
             return None;
         }
-        let mut entries = Vec::with_capacity(bytes.len() / len);
-        for chunk in bytes.chunks_exact(len) {
-            let entry = match kind {
-                IndexKind::Offset => (
-                    i64::from(u32::from_be_bytes([chunk[0], chunk[1], chunk[2], chunk[3]])),
-                    u32::from_be_bytes([chunk[4], chunk[5], chunk[6], chunk[7]]),
-                ),
-                IndexKind::Time => (
-                    i64::from_be_bytes([
-                        chunk[0], chunk[1], chunk[2], chunk[3], chunk[4], chunk[5], chunk[6],
-                        chunk[7],
-                    ]),
-                    u32::from_be_bytes([chunk[8], chunk[9], chunk[10], chunk[11]]),
-                ),
-            };
-            if let Some(&(last_key, last_value)) = entries.last()
-                && (entry.0 < last_key || entry.1 < last_value)
-            {
-                return None;
-            }
-            entries.push(entry);
-        }
-        if kind == IndexKind::Offset && entries.last().is_some_and(|e| e.0 > max_key) {
+        let entries = kind.decode_ordered(&bytes);
+        if entries.len() * len != bytes.len()
+            || (kind == IndexKind::Offset && entries.last().is_some_and(|e| e.0 > max_key))
+        {
             return None;
         }
-        Some(SparseIndex {
+        Some(SparseIndex::with_entries(disk, kind, path, entries))
+    }
+
+    /// Loads the longest prefix of an index file whose entries are in order and pass `keep`,
+    /// and cuts the file to it: entries after it belong to batches a start is about to read
+    /// again, or were torn. `None` when the file cannot be read or cut.
+    pub fn load_prefix(
+        disk: &Arc<dyn Disk>,
+        kind: IndexKind,
+        path: &Path,
+        keep: impl Fn(i64, u32) -> bool,
+    ) -> Option<SparseIndex> {
+        let bytes = disk.read_all(path).ok()?;
+        let mut entries = kind.decode_ordered(&bytes);
+        if let Some(first_dropped) = entries.iter().position(|&(key, value)| !keep(key, value)) {
+            entries.truncate(first_dropped);
+        }
+        let kept = (entries.len() * kind.entry_len()) as u64;
+        if kept < bytes.len() as u64 {
+            disk.open_append(path, false)
+                .and_then(|file| file.set_len(kept))
+                .ok()?;
+        }
+        Some(SparseIndex::with_entries(disk, kind, path, entries))
+    }
+
+    fn with_entries(
+        disk: &Arc<dyn Disk>,
+        kind: IndexKind,
+        path: &Path,
+        entries: Vec<(i64, u32)>,
+    ) -> SparseIndex {
+        SparseIndex {
             kind,
             path: path.to_path_buf(),
             disk: disk.clone(),
             entries,
             unwritten: Vec::new(),
-        })
+        }
     }
 
     pub fn push(&mut self, key: i64, value: u32) {
@@ -180,6 +222,34 @@ mod tests {
         assert_eq!(loaded.floor(1000), Some((25, 9000)));
         assert_eq!(loaded.below(10), Some((0, 0)));
         assert!(SparseIndex::load(&os(), IndexKind::Offset, &path, 20).is_none());
+    }
+
+    #[test]
+    fn a_prefix_load_keeps_what_a_summary_covers_and_cuts_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.index");
+        let mut index = SparseIndex::create(&os(), IndexKind::Offset, &path).unwrap();
+        for (rel, pos) in [(0, 0), (10, 4096), (25, 9000), (40, 12000)] {
+            index.push(rel, pos);
+        }
+        index.write_pending().unwrap();
+        // A torn entry and an entry that goes backwards after the good ones.
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.extend_from_slice(&[0, 0, 0, 3, 0, 0, 0, 1, 0xff, 0xff]);
+        std::fs::write(&path, &bytes).unwrap();
+
+        let all = SparseIndex::load_prefix(&os(), IndexKind::Offset, &path, |_, _| true).unwrap();
+        assert_eq!(all.last(), Some((40, 12000)));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 32);
+
+        let covered = |rel: i64, pos: u32| rel < 30 && pos < 10_000;
+        let some = SparseIndex::load_prefix(&os(), IndexKind::Offset, &path, covered).unwrap();
+        assert_eq!(some.last(), Some((25, 9000)));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 24);
+        assert!(
+            SparseIndex::load_prefix(&os(), IndexKind::Offset, &dir.path().join("gone"), covered)
+                .is_none()
+        );
     }
 
     #[test]

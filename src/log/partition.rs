@@ -13,7 +13,8 @@ use tracing::{error, warn};
 use super::commit::{CommitQueue, PendingAppend, Persistence};
 use super::producer_state::{ActiveProducer, ProducerStates};
 use super::segment::{
-    AppendBatch, RecoveryReport, Segment, SegmentRead, SegmentRole, parse_segment_file_name,
+    AppendBatch, CheckpointError, RecoveryReport, Segment, SegmentRead, SegmentRole,
+    parse_segment_file_name,
 };
 use super::tail_cache::{TailBudget, TailCache};
 use super::topic_config::TopicConfig;
@@ -165,6 +166,28 @@ impl PartitionLog {
                 "could not write a segment summary: the next start reads the segment");
         }
         Ok(())
+    }
+
+    /// Checkpoints the active segment (see `Segment::checkpoint`); the log directory's
+    /// checkpoint thread calls this for logs written since their last one. A close writes
+    /// the segment's last summary after any checkpoint under way, and none follows it.
+    pub fn checkpoint(&self) {
+        let active = {
+            let segments = self.segments();
+            if self.closed.load(Ordering::Acquire) || self.is_poisoned() {
+                return;
+            }
+            match segments.values().next_back() {
+                Some(active) => active.clone(),
+                None => return,
+            }
+        };
+        match active.checkpoint() {
+            Ok(()) => crate::telemetry::checkpoint_written(),
+            Err(CheckpointError::Sync(e)) => self.poison(&e),
+            Err(e) => warn!(partition = %self.name, error = %e,
+                "checkpoint failed: a start after a crash reads more of the segment"),
+        }
     }
 
     pub fn commit(&self) -> i64 {
@@ -319,7 +342,7 @@ impl Partition {
             let (segment, report) =
                 Segment::open(disk, dir, *base, interval, role, now).map_err(io)?;
             log_recovery(&name, *base, &report);
-            crate::telemetry::segment_opened(report.from_summary);
+            crate::telemetry::segment_opened(report.opened.label());
             producers.extend(report.history.producers);
             txns.replay(report.history.txn_events);
             segments.insert(*base, Arc::new(segment));
@@ -454,6 +477,11 @@ impl Partition {
 
     pub fn dir(&self) -> &Path {
         &self.log.dir
+    }
+
+    /// Checkpoints the active segment now, as the writer's checkpoint thread would.
+    pub fn checkpoint(&self) {
+        self.log.checkpoint();
     }
 }
 

@@ -1,5 +1,5 @@
 //! Simulated power loss. A seeded workload (appends to several partitions, group commits of
-//! seeded sizes, segment rolls every few batches, a topic created midway) runs on a
+//! seeded sizes, segment rolls every few batches, checkpoints, a topic created midway) runs on a
 //! [`SimDisk`] that dies at a seeded operation, tearing the write it was doing; the disk a
 //! machine could come back to (durable state plus any part of the rest) is then recovered
 //! and checked: every acknowledged append and every created topic is there, each partition
@@ -140,6 +140,13 @@ fn workload(rt: &tokio::runtime::Runtime, disk: &SimDisk, seed: u64) -> Run {
             }
         }
         writer.run_group(1 + rng.below(6) as usize);
+        if rng.below(4) == 0 {
+            // What the checkpoint thread does: the next start resumes from these summaries.
+            let topic = run.topics_created[rng.below(run.topics_created.len() as u64) as usize];
+            if let Some(partition) = logs.topic(topic).and_then(|t| t.partition(0)) {
+                partition.checkpoint();
+            }
+        }
     }
     while !disk.is_dead() && writer.run_group(64) > 0 {}
     for topic in logs.topics() {

@@ -8,18 +8,19 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use thiserror::Error;
 use tracing::warn;
 
 use crate::disk::{Disk, DiskFile};
 
-use super::batch::{BATCH_HEADER_LEN, BatchHeader, verify_batch};
+use super::batch::BatchHeader;
 use super::index::{IndexKind, SparseIndex};
-use super::partition::LEADER_EPOCH;
 
 /// Bytes of a batch header needed to know its offsets: up to and including lastOffsetDelta.
 const EXTENT_LEN: usize = 27;
 
 mod read;
+mod recovery;
 pub mod summary;
 
 pub use read::SegmentRead;
@@ -72,8 +73,17 @@ pub struct Segment {
     indexes: Mutex<Indexes>,
     index_interval_bytes: usize,
     /// Producers and transactions in this segment: what its summary stores when it is
-    /// rolled or closed (emptied once the summary is written at a roll).
+    /// rolled, checkpointed or closed (emptied once the summary is written at a roll).
     history: Mutex<SegmentHistory>,
+    /// Held while the summary file is written (by a roll, a close or a checkpoint, which may
+    /// come from different threads); true once a roll or close wrote the segment's last
+    /// summary, which a late checkpoint must not replace.
+    summary_writes: Mutex<bool>,
+    /// Serialises the fsyncs of the segment's files (the writer's and a checkpoint's) and is
+    /// true once one failed, or an append did: Linux reports a writeback error to one fsync
+    /// only, and the next may "succeed" over lost pages, so every later fsync fails too and
+    /// no summary is written after it.
+    syncs: Mutex<bool>,
 }
 
 /// How a start treats a segment it opens.
@@ -82,7 +92,7 @@ pub enum SegmentRole {
     /// Rolled: fsynced and never written again; its summary is trusted after any stop.
     Sealed,
     /// The newest segment, which appends continue. `verify` (after an unclean stop):
-    /// CRC-check every batch and truncate a torn tail, ignoring any summary.
+    /// CRC-check every batch after what its summary covers and truncate a torn tail.
     Active { verify: bool },
 }
 
@@ -94,11 +104,47 @@ pub struct RecoveryReport {
     /// The truncated bytes were less than a block of zeros: the padding an `O_DIRECT`
     /// append leaves past the data (or a tail the file system zero-filled), not damage.
     pub zero_padding: bool,
+    /// Batches read (the ones a summary covered are not).
     pub batches: u64,
-    /// Opened from its summary: no batch was read.
-    pub from_summary: bool,
+    pub opened: Opened,
     /// Idempotent producers and transactions in this segment.
     pub history: SegmentHistory,
+}
+
+/// How start-up came to know a segment.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Opened {
+    /// From its summary alone: no batch was read.
+    Summary,
+    /// From its summary, then the batches appended after it (the active segment after a
+    /// crash, from its last checkpoint).
+    Checkpoint,
+    /// Every batch read: no valid summary.
+    #[default]
+    Scan,
+}
+
+impl Opened {
+    pub fn label(self) -> &'static str {
+        match self {
+            Opened::Summary => "summary",
+            Opened::Checkpoint => "checkpoint",
+            Opened::Scan => "scan",
+        }
+    }
+}
+
+/// Why a checkpoint failed.
+#[derive(Debug, Error)]
+pub enum CheckpointError {
+    /// The segment's data or indexes could not be fsynced (now or before): nothing written
+    /// since the last good fsync can be trusted to be on disk.
+    #[error("fsync of the segment failed: {0}")]
+    Sync(std::io::Error),
+    /// Only the summary file is missing or torn: a start after a crash reads more of the
+    /// segment.
+    #[error("writing the segment summary failed: {0}")]
+    Summary(std::io::Error),
 }
 
 impl Segment {
@@ -111,7 +157,8 @@ impl Segment {
         now_ms: i64,
     ) -> std::io::Result<Segment> {
         let file = disk.open_log(&dir.join(segment_file_name(base_offset, "log")), true)?;
-        // A summary left by an earlier segment at this offset would describe other data.
+        // A summary left by an earlier segment at this offset would describe other data (the
+        // caller fsyncs the directory, for the new file too).
         summary::remove(disk, &summary::path(dir, base_offset))?;
         let indexes = Indexes {
             offset: SparseIndex::create(
@@ -159,260 +206,9 @@ impl Segment {
             indexes: Mutex::new(indexes),
             index_interval_bytes,
             history: Mutex::new(SegmentHistory::default()),
+            summary_writes: Mutex::new(false),
+            syncs: Mutex::new(false),
         }
-    }
-
-    /// Opens an existing segment: from its summary when a valid one matches the file (and
-    /// the segment need not be verified), otherwise by reading its batch headers. A sealed
-    /// segment read that way gets a summary for the next start; an active segment's summary
-    /// is removed before anything is appended, which would outdate it.
-    pub fn open(
-        disk: &Arc<dyn Disk>,
-        dir: &Path,
-        base_offset: i64,
-        index_interval_bytes: usize,
-        role: SegmentRole,
-        now_ms: i64,
-    ) -> std::io::Result<(Segment, RecoveryReport)> {
-        let file = disk.open_log(&dir.join(segment_file_name(base_offset, "log")), false)?;
-        let file_len = file.size()?;
-        let summary_path = summary::path(dir, base_offset);
-        let verify = role == SegmentRole::Active { verify: true };
-        let summarized = if verify {
-            None
-        } else {
-            summary::read(disk, &summary_path)
-                .filter(|(extent, _)| {
-                    extent.base_offset == base_offset
-                        && extent.size == file_len
-                        && extent.next_offset >= base_offset
-                })
-                .and_then(|(extent, history)| {
-                    Segment::open_summarized(
-                        disk,
-                        dir,
-                        file.clone(),
-                        (extent, history),
-                        index_interval_bytes,
-                        now_ms,
-                    )
-                })
-        };
-        let (segment, report) = match summarized {
-            Some(opened) => opened,
-            None => Segment::open_scanned(
-                disk,
-                dir,
-                base_offset,
-                file,
-                index_interval_bytes,
-                verify,
-                now_ms,
-            )?,
-        };
-        match role {
-            SegmentRole::Sealed if !report.from_summary => {
-                let extent = segment.summary_extent();
-                if let Err(e) = summary::write(disk, &summary_path, &extent, &report.history) {
-                    warn!(path = %summary_path.display(), error = %e,
-                        "could not write a segment summary: the next start reads the segment");
-                }
-            }
-            SegmentRole::Sealed => {}
-            SegmentRole::Active { .. } => {
-                *segment.lock_history() = report.history.clone();
-                summary::remove(disk, &summary_path)?;
-            }
-        }
-        Ok((segment, report))
-    }
-
-    /// A segment opened from its summary and indexes alone; `None` when the indexes do not
-    /// load (the caller reads the segment instead).
-    fn open_summarized(
-        disk: &Arc<dyn Disk>,
-        dir: &Path,
-        file: Arc<dyn DiskFile>,
-        (extent, history): (SummaryExtent, SegmentHistory),
-        index_interval_bytes: usize,
-        now_ms: i64,
-    ) -> Option<(Segment, RecoveryReport)> {
-        let base_offset = extent.base_offset;
-        let max_rel = extent.next_offset - base_offset;
-        let load = |kind, ext| {
-            let path = dir.join(segment_file_name(base_offset, ext));
-            SparseIndex::load(disk, kind, &path, max_rel)
-        };
-        let (offset, time) =
-            load(IndexKind::Offset, "index").zip(load(IndexKind::Time, "timeindex"))?;
-        let created_ms = if extent.size == 0 {
-            now_ms
-        } else {
-            file.modified_ms().unwrap_or(now_ms)
-        };
-        let indexes = Indexes {
-            offset,
-            time,
-            bytes_since_entry: 0,
-        };
-        let segment = Segment::new(
-            disk,
-            dir,
-            base_offset,
-            file,
-            indexes,
-            index_interval_bytes,
-            created_ms,
-        );
-        segment.size.store(extent.size, Ordering::Release);
-        segment
-            .next_offset
-            .store(extent.next_offset, Ordering::Release);
-        segment.note_max_timestamp(extent.max_timestamp, extent.max_timestamp_batch);
-        let report = RecoveryReport {
-            valid_bytes: extent.size,
-            from_summary: true,
-            history,
-            ..RecoveryReport::default()
-        };
-        Some((segment, report))
-    }
-
-    /// A segment opened by reading every batch header. With `verify`, every batch is
-    /// CRC-checked and a torn or corrupt tail is truncated away; indexes are rebuilt whenever
-    /// they cannot be trusted.
-    fn open_scanned(
-        disk: &Arc<dyn Disk>,
-        dir: &Path,
-        base_offset: i64,
-        file: Arc<dyn DiskFile>,
-        index_interval_bytes: usize,
-        verify: bool,
-        now_ms: i64,
-    ) -> std::io::Result<(Segment, RecoveryReport)> {
-        let file_len = file.size()?;
-        let index_path = dir.join(segment_file_name(base_offset, "index"));
-        let time_path = dir.join(segment_file_name(base_offset, "timeindex"));
-
-        let mut report = RecoveryReport::default();
-        let mut extents = Vec::new();
-        let mut pos = 0u64;
-        let mut header_buf = vec![0u8; BATCH_HEADER_LEN];
-        let mut batch_buf = Vec::new();
-        while pos < file_len {
-            let remaining = file_len - pos;
-            if remaining < BATCH_HEADER_LEN as u64 {
-                break;
-            }
-            file.read_exact_at(&mut header_buf, pos)?;
-            let Ok(header) = BatchHeader::parse(&header_buf) else {
-                break;
-            };
-            if header.size as u64 > remaining || header.magic != 2 {
-                break;
-            }
-            if verify {
-                batch_buf.resize(header.size, 0);
-                file.read_exact_at(&mut batch_buf, pos)?;
-                if verify_batch(&batch_buf).is_err() {
-                    break;
-                }
-            }
-            // The fields the CRC leaves out must hold what the writer put there: offsets
-            // follow on from the previous batch (from the segment's base for the first) and
-            // the leader epoch is this node's.
-            let expected = extents
-                .last()
-                .map_or(base_offset, |(e, _): &(BatchExtent, i64)| e.last_offset + 1);
-            if header.base_offset != expected
-                || !(0..=LEADER_EPOCH).contains(&header.partition_leader_epoch)
-            {
-                break;
-            }
-            if header.is_control() && !verify {
-                // A marker's type is in its record.
-                batch_buf.resize(header.size, 0);
-                file.read_exact_at(&mut batch_buf, pos)?;
-            }
-            let batch: &[u8] = if header.is_control() { &batch_buf } else { &[] };
-            report.history.observe(&header, header.base_offset, batch);
-            extents.push((
-                BatchExtent {
-                    base_offset: header.base_offset,
-                    last_offset: header.last_offset(),
-                    position: pos,
-                    size: header.size,
-                },
-                header.max_timestamp,
-            ));
-            pos += header.size as u64;
-            report.batches += 1;
-        }
-        report.valid_bytes = pos;
-        report.truncated_bytes = file_len - pos;
-        if report.truncated_bytes > 0 {
-            if report.truncated_bytes < crate::disk::BLOCK as u64 {
-                let mut rest = vec![0u8; report.truncated_bytes as usize];
-                file.read_exact_at(&mut rest, pos)?;
-                report.zero_padding = rest.iter().all(|b| *b == 0);
-            }
-            file.set_len(pos)?;
-            file.sync_all()?;
-        }
-
-        let next_offset = extents
-            .last()
-            .map_or(base_offset, |(e, _)| e.last_offset + 1);
-        let max_rel = next_offset - base_offset;
-        let loaded =
-            if verify || report.truncated_bytes > 0 {
-                None
-            } else {
-                SparseIndex::load(disk, IndexKind::Offset, &index_path, max_rel).zip(
-                    SparseIndex::load(disk, IndexKind::Time, &time_path, max_rel),
-                )
-            };
-        let rebuild = loaded.is_none();
-        let (offset, time) = match loaded {
-            Some(pair) => pair,
-            None => (
-                SparseIndex::create(disk, IndexKind::Offset, &index_path)?,
-                SparseIndex::create(disk, IndexKind::Time, &time_path)?,
-            ),
-        };
-        let created_ms = file.modified_ms().unwrap_or(now_ms);
-        let segment = Segment::new(
-            disk,
-            dir,
-            base_offset,
-            file,
-            Indexes {
-                offset,
-                time,
-                bytes_since_entry: 0,
-            },
-            index_interval_bytes,
-            if report.batches == 0 {
-                now_ms
-            } else {
-                created_ms
-            },
-        );
-        segment.size.store(pos, Ordering::Release);
-        segment.next_offset.store(next_offset, Ordering::Release);
-        if rebuild {
-            let mut indexes = segment.lock_indexes();
-            for (extent, max_ts) in &extents {
-                segment.index_batch(&mut indexes, extent, *max_ts);
-            }
-            indexes.offset.write_pending()?;
-            indexes.time.write_pending()?;
-        } else {
-            for (extent, max_ts) in &extents {
-                segment.note_max_timestamp(*max_ts, extent.base_offset);
-            }
-        }
-        Ok((segment, report))
     }
 
     pub fn base_offset(&self) -> i64 {
@@ -452,6 +248,26 @@ impl Segment {
         self.history.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Lock order: `summary_writes`, then `indexes`, then `history`; `syncs` last.
+    fn lock_summary_writes(&self) -> std::sync::MutexGuard<'_, bool> {
+        self.summary_writes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs an fsync of the segment's files unless one failed before; a failure sticks.
+    fn synced(&self, sync: impl FnOnce() -> std::io::Result<()>) -> std::io::Result<()> {
+        let mut failed = self.syncs.lock().unwrap_or_else(|e| e.into_inner());
+        if *failed {
+            return Err(std::io::Error::other(
+                "an earlier fsync or append of this segment failed",
+            ));
+        }
+        let result = sync();
+        *failed = result.is_err();
+        result
+    }
+
     fn summary_extent(&self) -> SummaryExtent {
         SummaryExtent {
             base_offset: self.base_offset,
@@ -462,16 +278,47 @@ impl Segment {
         }
     }
 
-    /// Writes the segment's summary: at a roll (after `seal`, then the history is dropped:
-    /// the partition's own state carries on) and at a clean close.
-    pub fn write_summary(&self, then_forget: bool) -> std::io::Result<()> {
+    /// Writes the segment's last summary: at a roll (after `seal`, then the history is
+    /// dropped: the partition's own state carries on) and at a clean close.
+    pub fn write_summary(&self, rolled: bool) -> std::io::Result<()> {
+        let mut last_written = self.lock_summary_writes();
+        *last_written = true;
+        self.synced(|| Ok(()))?;
         let path = summary::path(&self.dir, self.base_offset);
         let mut history = self.lock_history();
         let result = summary::write(&self.disk, &path, &self.summary_extent(), &history);
-        if then_forget {
+        if rolled {
             *history = SegmentHistory::default();
         }
         result
+    }
+
+    /// Makes everything appended so far durable and writes the summary of it, so that a
+    /// start after a crash reads and verifies only what is appended later. Runs beside
+    /// appends: extent and history are taken together under the indexes lock, where an
+    /// append is either whole or not begun, and fsynced before the summary claims them.
+    pub fn checkpoint(&self) -> Result<(), CheckpointError> {
+        // Held throughout: a close waits for a checkpoint under way, and none starts after.
+        let last_written = self.lock_summary_writes();
+        if *last_written {
+            return Ok(());
+        }
+        let encoded = {
+            let _indexes = self.lock_indexes();
+            summary::encode(&self.summary_extent(), &self.lock_history())
+        };
+        self.synced(|| {
+            self.file.sync_data()?;
+            // Appends write their index entries as they go; only the fsync is missing.
+            for ext in ["index", "timeindex"] {
+                let path = self.dir.join(segment_file_name(self.base_offset, ext));
+                self.disk.open_append(&path, false)?.sync_all()?;
+            }
+            Ok(())
+        })
+        .map_err(CheckpointError::Sync)?;
+        let path = summary::path(&self.dir, self.base_offset);
+        summary::write_encoded(&self.disk, &path, &encoded).map_err(CheckpointError::Summary)
     }
 
     fn note_max_timestamp(&self, max_ts: i64, batch_base: i64) {
@@ -504,13 +351,24 @@ impl Segment {
     /// Appends batches (each given as `[16-byte patched prefix, rest of the client's bytes]`)
     /// with vectored writes. Called only by the partition's writer.
     pub fn append(&self, batches: &[AppendBatch]) -> std::io::Result<()> {
+        let result = self.append_all(batches);
+        if result.is_err() {
+            // Part of it may be in the history or the indexes: no summary may claim it.
+            *self.syncs.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        }
+        result
+    }
+
+    fn append_all(&self, batches: &[AppendBatch]) -> std::io::Result<()> {
         let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(batches.len() * 2);
         for batch in batches {
             slices.push(IoSlice::new(&batch.prefix));
             slices.push(IoSlice::new(&batch.bytes[16..]));
         }
         self.file.append(&mut slices)?;
-        let mut pos = self.size();
+        // History, indexes, size and next offset change together under the indexes lock: a
+        // checkpoint reading them there sees whole appends only.
+        let mut indexes = self.lock_indexes();
         let mut history = None;
         for batch in batches {
             if let Ok(header) = BatchHeader::parse(&batch.bytes)
@@ -524,7 +382,7 @@ impl Segment {
             }
         }
         drop(history);
-        let mut indexes = self.lock_indexes();
+        let mut pos = self.size();
         for batch in batches {
             let extent = BatchExtent {
                 base_offset: batch.base_offset,
@@ -537,7 +395,6 @@ impl Segment {
         }
         indexes.offset.write_pending()?;
         indexes.time.write_pending()?;
-        drop(indexes);
         if let Some(last) = batches.last() {
             self.next_offset
                 .store(last.last_offset + 1, Ordering::Release);
@@ -548,21 +405,23 @@ impl Segment {
 
     /// fdatasync of the log file: what makes appended batches durable.
     pub fn sync_data(&self) -> std::io::Result<()> {
-        self.file.sync_data()
+        self.synced(|| self.file.sync_data())
     }
 
     /// fdatasync after dropping any padding past the data: a segment closed cleanly (rolled,
     /// or at shutdown) ends exactly after its last batch.
     pub fn seal(&self) -> std::io::Result<()> {
         self.file.trim()?;
-        self.file.sync_data()
+        self.sync_data()
     }
 
     /// Flushes and fsyncs the indexes (on roll and shutdown; recovery rebuilds them otherwise).
     pub fn sync_indexes(&self) -> std::io::Result<()> {
         let mut indexes = self.lock_indexes();
-        indexes.offset.sync()?;
-        indexes.time.sync()
+        self.synced(|| {
+            indexes.offset.sync()?;
+            indexes.time.sync()
+        })
     }
 
     /// Removes the segment's files (after retention or topic deletion).

@@ -106,7 +106,9 @@ catalog! {
     RETENTION_DELETED = "weir_retention_deleted_bytes_total", Counter, [], false,
         "Bytes of segments deleted by retention.";
     SEGMENTS_OPENED = "weir_log_segments_opened_total", Counter, ["from"], false,
-        "Segments opened at start-up: from their summary file (summary: no batch read), or by reading their batch headers (scan: no valid summary, or the newest segment after an unclean stop).";
+        "Segments opened at start-up: from their summary file (summary: no batch read), from the summary of their last checkpoint and then the batches after it (checkpoint: the newest segment after an unclean stop), or by reading every batch header (scan: no valid summary).";
+    CHECKPOINTS = "weir_log_checkpoints_total", Counter, [], false,
+        "Checkpoints written: an active segment's data fsynced and summarized, so that a start after a crash reads only what came after.";
     DISK_FREE = "weir_disk_free_bytes", Gauge, [], false,
         "Bytes an unprivileged writer can still add to the data directory's file system.";
     DISK_TOTAL = "weir_disk_total_bytes", Gauge, [], false,

@@ -162,10 +162,14 @@ pub fn wal_group(requests: usize, bytes: usize) {
     histogram!(WAL_GROUP_BYTES).record(bytes as f64);
 }
 
-/// A segment opened at start-up, from its summary or by reading its batches.
-pub fn segment_opened(from_summary: bool) {
-    let from = if from_summary { "summary" } else { "scan" };
+/// A segment opened at start-up: `from` its summary, its checkpoint or by reading its batches.
+pub fn segment_opened(from: &'static str) {
     counter!(SEGMENTS_OPENED, "from" => from).increment(1);
+}
+
+/// An active segment's checkpoint was written.
+pub fn checkpoint_written() {
+    counter!(CHECKPOINTS).increment(1);
 }
 
 pub fn retention_deleted(bytes: u64) {

@@ -38,8 +38,16 @@ const DENY: Coordinator = Coordinator { allow: false };
 pub(crate) fn options() -> PartitionOptions {
     PartitionOptions {
         disk: crate::disk::os(),
-        writer: crate::log::writer::spawn(Durability::Fsync, Duration::from_millis(100), None)
-            .unwrap(),
+        writer: crate::log::writer::spawn(
+            Durability::Fsync,
+            // Checkpoints only where a test takes them.
+            crate::log::writer::WriterTimers {
+                flush: Duration::from_millis(100),
+                checkpoint: Duration::from_secs(3600),
+            },
+            None,
+        )
+        .unwrap(),
         durability: Durability::Fsync,
         write_path: WritePath::Background,
         page_cache_via_writer: false,
@@ -69,6 +77,9 @@ enum Reopen {
     /// After a clean stop, but the summaries are gone (written by an older Weir): every
     /// segment is read, and the sealed ones get their summaries back.
     CleanWithoutSummaries,
+    /// After a crash (no close, so no final summary): the newest segment is read from its
+    /// last checkpoint on, or whole without one.
+    Crash,
 }
 
 fn summaries(dir: &std::path::Path) -> Vec<String> {
@@ -153,6 +164,7 @@ fn committed_read(partition: &Partition, offset: i64) -> (Vec<i64>, Vec<AbortedT
 #[tokio::test]
 async fn interleaved_transactions_bound_read_committed_and_survive_reopen() {
     transactions_survive_reopen(None, Reopen::Verify).await;
+    transactions_survive_reopen(None, Reopen::Crash).await;
 }
 
 /// One batch per segment: the producer and transaction state comes from many summaries.
@@ -161,6 +173,7 @@ async fn transaction_state_survives_a_clean_restart_from_segment_summaries() {
     transactions_survive_reopen(Some(1), Reopen::Clean).await;
     transactions_survive_reopen(Some(1), Reopen::Verify).await;
     transactions_survive_reopen(Some(1), Reopen::CleanWithoutSummaries).await;
+    transactions_survive_reopen(Some(1), Reopen::Crash).await;
 }
 
 async fn transactions_survive_reopen(segment_bytes: Option<i64>, reopen: Reopen) {
@@ -221,6 +234,8 @@ async fn transactions_survive_reopen(segment_bytes: Option<i64>, reopen: Reopen)
 
     assert_eq!(marker(&partition, 1, 0, ControlType::Commit).await, 9);
     assert_eq!(partition.watermarks().last_stable_offset, 5);
+    // What the open segment holds so far becomes its checkpoint.
+    partition.checkpoint();
     // Producer 2 is fenced by its coordinator: the abort marker carries epoch 1.
     assert_eq!(marker(&partition, 2, 1, ControlType::Abort).await, 10);
     let marks = partition.watermarks();
@@ -248,22 +263,36 @@ async fn transactions_survive_reopen(segment_bytes: Option<i64>, reopen: Reopen)
             .unwrap(),
         11
     );
-    partition.close().await.unwrap();
+    if reopen != Reopen::Crash {
+        partition.close().await.unwrap();
+    }
     drop(partition);
 
     // Every segment has its summary: the rolled ones from their roll, the active one from
-    // the close.
+    // the close. After a crash the one segment has its checkpoint's; with a segment per
+    // batch the checkpointed segment was rolled since, and the active one has none.
     let segments = if segment_bytes.is_some() { 8 } else { 1 };
-    assert_eq!(summaries(dir.path()).len(), segments);
+    let summarized = if reopen == Reopen::Crash && segment_bytes.is_some() {
+        segments - 1
+    } else {
+        segments
+    };
+    assert_eq!(summaries(dir.path()).len(), summarized);
     if reopen == Reopen::CleanWithoutSummaries {
         for name in summaries(dir.path()) {
             std::fs::remove_file(dir.path().join("t-0").join(name)).unwrap();
         }
     }
-    let reopened = open_with(dir.path(), segment_bytes, reopen == Reopen::Verify);
-    // The active segment's summary is gone (appends will outdate it); every sealed one has
-    // its summary, read or rewritten.
-    assert_eq!(summaries(dir.path()).len(), segments - 1);
+    let verify = matches!(reopen, Reopen::Verify | Reopen::Crash);
+    let reopened = open_with(dir.path(), segment_bytes, verify);
+    // Every sealed segment has its summary, read or rewritten; the active one keeps its own
+    // (appends leave the bytes it covers alone), if it has one.
+    let kept = summaries(dir.path()).len();
+    if reopen == Reopen::CleanWithoutSummaries {
+        assert_eq!(kept, segments - 1);
+    } else {
+        assert_eq!(kept, summarized);
+    }
     let marks = reopened.watermarks();
     assert_eq!((marks.high_watermark, marks.last_stable_offset), (12, 11));
     // A read from a segment stops at its end (the tail cache that crossed segments before

@@ -1,9 +1,9 @@
 //! What a segment's batch headers say beyond their offsets (its idempotent producers' last
 //! batches, the transactions begun and ended in it), kept up to date as the writer appends,
 //! and the summary file `<base>.summary` that stores it with the segment's extent when the
-//! segment is rolled or the broker stops cleanly. A start that finds a valid summary opens the
-//! segment without reading its batch headers, which after `O_DIRECT` writes are not in the
-//! page cache: a start used to read the whole log from the disk.
+//! segment is rolled, checkpointed or the broker stops cleanly. A start that finds a valid
+//! summary reads none of the batch headers it covers, which after `O_DIRECT` writes are not
+//! in the page cache: a start used to read the whole log from the disk.
 
 use std::collections::HashSet;
 use std::io::IoSlice;
@@ -86,7 +86,8 @@ impl SegmentHistory {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SummaryExtent {
     pub base_offset: i64,
-    /// Bytes of batches: the file's exact length (a closed segment has no padding).
+    /// Bytes of batches covered: the file's exact length for a rolled or closed segment (no
+    /// padding), a prefix of it for a checkpointed active segment.
     pub size: u64,
     pub next_offset: i64,
     pub max_timestamp: i64,
@@ -225,11 +226,13 @@ pub fn path(dir: &Path, base_offset: i64) -> PathBuf {
     dir.join(super::segment_file_name(base_offset, "summary"))
 }
 
-/// Removes a summary that appends are about to outdate; none there is fine.
-pub fn remove(disk: &Arc<dyn Disk>, path: &Path) -> std::io::Result<()> {
+/// Removes a summary that must not be believed; none there is fine. True if one was removed
+/// (the caller fsyncs the directory if that must survive a crash).
+pub fn remove(disk: &Arc<dyn Disk>, path: &Path) -> std::io::Result<bool> {
     match disk.remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
     }
 }
 
@@ -246,8 +249,13 @@ pub fn write(
     extent: &SummaryExtent,
     history: &SegmentHistory,
 ) -> std::io::Result<()> {
+    write_encoded(disk, path, &encode(extent, history))
+}
+
+/// Writes and fsyncs a summary already encoded.
+pub fn write_encoded(disk: &Arc<dyn Disk>, path: &Path, encoded: &[u8]) -> std::io::Result<()> {
     let file = disk.create_empty(path)?;
-    file.append(&mut [IoSlice::new(&encode(extent, history))])?;
+    file.append(&mut [IoSlice::new(encoded)])?;
     file.sync_all()
 }
 

@@ -263,7 +263,7 @@ fn a_sealed_segment_opens_from_its_summary_as_a_scan_would() {
 
     let (summarized, report) =
         Segment::open(&os(), dir.path(), 50, 64, SegmentRole::Sealed, 0).unwrap();
-    assert!(report.from_summary);
+    assert_eq!(report.opened, Opened::Summary);
     assert_eq!(report.batches, 0, "no batch header was read");
     assert_eq!(
         (
@@ -284,7 +284,7 @@ fn a_sealed_segment_opens_from_its_summary_as_a_scan_would() {
     let summary = dir.path().join(segment_file_name(50, "summary"));
     std::fs::remove_file(&summary).unwrap();
     let (scanned, scan) = Segment::open(&os(), dir.path(), 50, 64, SegmentRole::Sealed, 0).unwrap();
-    assert!(!scan.from_summary);
+    assert_eq!(scan.opened, Opened::Scan);
     assert_eq!(scan.batches, 3);
     assert_eq!(
         scan.history.producers.save(),
@@ -304,48 +304,125 @@ fn a_sealed_segment_opens_from_its_summary_as_a_scan_would() {
 }
 
 #[test]
-fn a_summary_that_does_not_match_the_file_is_ignored() {
+fn bytes_after_a_summary_are_read_and_a_summary_longer_than_the_file_is_ignored() {
     let dir = tempfile::tempdir().unwrap();
     drop(rolled_segment(dir.path()));
-    // The file grew after the summary was written (it cannot, for a sealed segment; a
-    // summary from elsewhere must still not be believed).
     let log = dir.path().join(segment_file_name(50, "log"));
-    let mut bytes = std::fs::read(&log).unwrap();
-    bytes.extend(std::iter::repeat_n(0xAB, 100));
-    std::fs::write(&log, &bytes).unwrap();
+    let bytes = std::fs::read(&log).unwrap();
+    // Garbage after what the summary covers is read, found to be no batch, and cut off.
+    let mut longer = bytes.clone();
+    longer.extend(std::iter::repeat_n(0xAB, 100));
+    std::fs::write(&log, &longer).unwrap();
     let (segment, report) =
         Segment::open(&os(), dir.path(), 50, 64, SegmentRole::Sealed, 0).unwrap();
-    assert!(!report.from_summary);
+    assert_eq!(report.opened, Opened::Summary);
     assert_eq!(report.truncated_bytes, 100);
     assert_eq!(segment.next_offset(), 59);
+    drop(segment);
+    // A file shorter than its summary says (damaged elsewhere): the summary is not believed.
+    std::fs::write(&log, &bytes[..bytes.len() - 10]).unwrap();
+    let (segment, report) =
+        Segment::open(&os(), dir.path(), 50, 64, SegmentRole::Sealed, 0).unwrap();
+    assert_eq!(report.opened, Opened::Scan);
+    assert_eq!(segment.next_offset(), 56, "the torn last batch is cut");
 }
 
 #[test]
-fn the_active_segment_drops_its_summary_and_verify_ignores_it() {
+fn the_active_segment_resumes_from_its_summary_after_a_crash() {
     let dir = tempfile::tempdir().unwrap();
     drop(rolled_segment(dir.path()));
     let summary = dir.path().join(segment_file_name(50, "summary"));
+    let log = dir.path().join(segment_file_name(50, "log"));
 
     let clean = SegmentRole::Active { verify: false };
     let (segment, report) = Segment::open(&os(), dir.path(), 50, 64, clean, 0).unwrap();
-    assert!(report.from_summary);
-    assert!(!summary.exists(), "appends would outdate it");
-    // Appends carry the history on, and the close writes it back.
+    assert_eq!(report.opened, Opened::Summary);
+    assert!(summary.exists(), "appends leave the bytes it covers alone");
     let mut next = segment.next_offset();
     append_idempotent(&segment, &mut next, 5, 1);
-    segment.seal().unwrap();
-    segment.sync_indexes().unwrap();
-    segment.write_summary(false).unwrap();
     drop(segment);
 
+    // A crash: what the summary covers is taken as it is, the batch after it is verified.
     let (segment, report) = Segment::open(&os(), dir.path(), 50, 64, VERIFY, 0).unwrap();
-    assert!(
-        !report.from_summary,
-        "after an unclean stop every batch is checked"
-    );
-    assert_eq!(report.batches, 4);
+    assert_eq!(report.opened, Opened::Checkpoint);
+    assert_eq!(report.batches, 1);
     assert_eq!(segment.next_offset(), 60);
     let producers = report.history.producers.save();
     assert_eq!(producers[0].batches.last().map(|b| b.last_seq), Some(5));
+
+    // A checkpoint moves the summary up; a batch torn after it is cut at the next start.
+    let mut next = segment.next_offset();
+    append_idempotent(&segment, &mut next, 6, 2);
+    segment.checkpoint().unwrap();
+    let checkpointed = segment.size();
+    append_idempotent(&segment, &mut next, 8, 3);
+    drop(segment);
+    let len = std::fs::metadata(&log).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .unwrap()
+        .set_len(len - 7)
+        .unwrap();
+    let (segment, report) = Segment::open(&os(), dir.path(), 50, 64, VERIFY, 0).unwrap();
+    assert_eq!((report.opened, report.batches), (Opened::Summary, 0));
+    assert_eq!(report.valid_bytes, checkpointed);
+    assert_eq!(segment.next_offset(), 62);
+    let producers = report.history.producers.save();
+    assert_eq!(producers[0].batches.last().map(|b| b.last_seq), Some(7));
+    // Reads of what the summary covered go through the indexes it kept.
+    let SegmentRead::Data(bytes) = segment.read(60, i64::MAX, 1, true).unwrap() else {
+        panic!("no data")
+    };
+    assert_eq!(BatchHeader::parse(&bytes).unwrap().base_offset, 60);
+    drop(segment);
+
+    // A summary claiming more than the file holds is removed, never believed later.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .unwrap()
+        .set_len(checkpointed - 1)
+        .unwrap();
+    let (segment, report) = Segment::open(&os(), dir.path(), 50, 64, VERIFY, 0).unwrap();
+    assert_eq!(report.opened, Opened::Scan);
+    assert_eq!(segment.next_offset(), 60);
     assert!(!summary.exists());
+}
+
+/// Checkpoints taken while another thread appends: every summary written describes whole
+/// appends, its extent and its producer history in step.
+#[test]
+fn checkpoints_beside_appends_see_whole_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let segment = Arc::new(Segment::create(&os(), dir.path(), 0, 64, 0).unwrap());
+    let mut probe = 0;
+    append_idempotent(&segment, &mut probe, 0, 2);
+    let batch_size = segment.size();
+    let appender = {
+        let segment = segment.clone();
+        std::thread::spawn(move || {
+            let mut next = probe;
+            for seq in 1..2_000 {
+                append_idempotent(&segment, &mut next, seq * 2, 2);
+            }
+        })
+    };
+    let summary = summary::path(dir.path(), 0);
+    let mut seen = 0;
+    while !appender.is_finished() || seen == 0 {
+        segment.checkpoint().unwrap();
+        let (extent, history) = summary::read(&os(), &summary).expect("a whole summary");
+        let batches = extent.size / batch_size;
+        assert_eq!(extent.size % batch_size, 0, "{extent:?}");
+        assert_eq!(extent.next_offset, 2 * batches as i64, "{extent:?}");
+        let last_seq = history.producers.save()[0]
+            .batches
+            .last()
+            .map(|b| b.last_seq);
+        assert_eq!(last_seq, Some(2 * batches as i32 - 1), "{extent:?}");
+        seen += 1;
+    }
+    appender.join().unwrap();
+    assert!(seen > 0);
 }

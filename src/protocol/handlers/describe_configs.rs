@@ -243,6 +243,11 @@ fn broker_values(config: &Config) -> Vec<(&'static str, String, ConfigType)> {
             config.flush_interval_ms.to_string(),
             Long,
         ),
+        (
+            "log.flush.offset.checkpoint.interval.ms",
+            config.checkpoint_interval_ms.to_string(),
+            Long,
+        ),
     ]
 }
 

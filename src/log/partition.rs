@@ -218,6 +218,10 @@ impl PartitionLog {
         if let Some(tail) = &self.tail {
             tail.clear();
         }
+        // Its fsyncs (a later one could "succeed" over lost pages) and summaries stop too.
+        if let Ok(active) = self.active_segment() {
+            active.fail_syncs();
+        }
     }
 
     /// Keeps batches the writer has just written for tailing fetches.

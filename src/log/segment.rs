@@ -354,7 +354,7 @@ impl Segment {
         let result = self.append_all(batches);
         if result.is_err() {
             // Part of it may be in the history or the indexes: no summary may claim it.
-            *self.syncs.lock().unwrap_or_else(|e| e.into_inner()) = true;
+            self.fail_syncs();
         }
         result
     }
@@ -406,6 +406,12 @@ impl Segment {
     /// fdatasync of the log file: what makes appended batches durable.
     pub fn sync_data(&self) -> std::io::Result<()> {
         self.synced(|| self.file.sync_data())
+    }
+
+    /// After a failure that may have lost written data: every later fsync fails, and no
+    /// summary is written.
+    pub fn fail_syncs(&self) {
+        *self.syncs.lock().unwrap_or_else(|e| e.into_inner()) = true;
     }
 
     /// fdatasync after dropping any padding past the data: a segment closed cleanly (rolled,

@@ -4,7 +4,8 @@
 //! - `batch.rs`: record batch validation and patching; `records.rs`: records inside a batch.
 //! - `segment.rs`, `index.rs`: segment files and their sparse indexes; recovery of a torn tail.
 //! - `commit.rs`: persistence flags and the commit step that advances the high watermark.
-//! - `writer.rs`: the log directory's background writer (group commit).
+//! - `writer/`: the log directory's background writer: write stage, sync stage (group
+//!   commit), their helper threads, and the periodic flushes and checkpoints.
 //! - `partition.rs`: offset assignment and markers; `partition/read.rs`: reads bounded by the
 //!   high watermark or last stable offset; `partition/retention.rs`: segment deletion.
 //! - `producer_state.rs`: idempotent producers' epochs and sequences (deduplication).

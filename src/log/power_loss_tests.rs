@@ -140,6 +140,10 @@ fn workload(rt: &tokio::runtime::Runtime, disk: &SimDisk, seed: u64) -> Run {
             }
         }
         writer.run_group(1 + rng.below(6) as usize);
+        if rng.below(2) == 0 {
+            // Otherwise the next groups are written before this one is fsynced.
+            writer.run_syncs();
+        }
         if rng.below(4) == 0 {
             // What the checkpoint thread does: the next start resumes from these summaries.
             let topic = run.topics_created[rng.below(run.topics_created.len() as u64) as usize];
@@ -148,7 +152,7 @@ fn workload(rt: &tokio::runtime::Runtime, disk: &SimDisk, seed: u64) -> Run {
             }
         }
     }
-    while !disk.is_dead() && writer.run_group(64) > 0 {}
+    while !disk.is_dead() && (writer.run_group(64) > 0 || writer.run_syncs() > 0) {}
     for topic in logs.topics() {
         for partition in topic.partitions() {
             run.high_watermarks.insert(
@@ -289,7 +293,7 @@ fn recover_and_check(
                 panic!("{}: append after recovery refused", what(0));
             };
             assert_eq!(append.base_offset, end, "{}", what(0));
-            while writer.run_group(64) > 0 {}
+            writer.settle();
             assert!(append.is_committed(), "{}: write after recovery", what(0));
         }
     }

@@ -88,9 +88,9 @@ catalog! {
     WAL_FSYNC_DURATION = "weir_wal_fsync_duration_seconds", Histogram, [], false,
         "Time of one fdatasync of a segment (group commit or periodic flush).";
     WAL_GROUP_REQUESTS = "weir_wal_group_requests", Histogram, [], false,
-        "Appends (produce requests) one group commit wrote to one partition; in fsync mode one fsync makes them all durable.";
+        "Appends (produce requests) one fsync made durable on one partition (fsync mode), or one write group wrote to it (page_cache mode).";
     WAL_GROUP_BYTES = "weir_wal_group_bytes", Histogram, [], false,
-        "Bytes one group commit wrote to one partition (one fsync in fsync mode).";
+        "Bytes one fsync made durable on one partition (fsync mode), or one write group wrote to it (page_cache mode).";
     TOPICS = "weir_topics", Gauge, [], false,
         "Topics (the broker's internal logs are not topics).";
     PARTITIONS = "weir_partitions", Gauge, [], false,

@@ -10,6 +10,7 @@ import os
 import resource
 import shlex
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -108,8 +109,16 @@ def session_specs(args, have_kafka: bool) -> list[SessionSpec]:
     return specs
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    # A run started in the background by a script inherits SIGINT ignored; Ctrl-C, `kill -INT`
+    # and `kill -TERM` must still stop it, with the brokers stopped and what it measured written.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     if args.report_only:
         results = json.loads(Path(args.report_only).read_text())
         out = Path(args.out) if args.out else Path(args.report_only).parent

@@ -112,7 +112,7 @@ pub(super) fn write_group(jobs: Vec<Job>, sync_all: bool, pool: Option<&Pool>) -
             }
             continue;
         }
-        // The batches and their budget permits go here: the bytes are in the page cache.
+        // The batches and their budget permits go here: the bytes are written.
         written.unsynced.push(Unsynced {
             appends: share.appends.into_iter().map(|r| r.append).collect(),
             log: share.log,

@@ -231,6 +231,13 @@ impl PartitionLog {
         }
     }
 
+    /// Notes a fetch of the partition: its next writes are kept for it in the tail cache.
+    fn note_reader(&self) {
+        if let Some(tail) = &self.tail {
+            tail.note_reader();
+        }
+    }
+
     /// A fetch's answer from the tail cache, when it holds `offset`.
     fn read_cached(
         &self,

@@ -51,6 +51,7 @@ impl Partition {
         min_one: bool,
         isolation: Isolation,
     ) -> Result<ReadResult, LogError> {
+        self.log.note_reader();
         let marks = self.watermarks();
         let limit = match isolation {
             Isolation::ReadUncommitted => marks.high_watermark,

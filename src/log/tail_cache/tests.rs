@@ -20,6 +20,13 @@ fn batch(next: &mut i64, count: i64) -> AppendBatch {
     batch
 }
 
+/// A partition's cache that a fetch has just read, so that it keeps what is pushed.
+fn read_cache(budget: &Arc<TailBudget>) -> Arc<TailCache> {
+    let cache = TailCache::new(budget);
+    cache.note_reader();
+    cache
+}
+
 fn same(a: &SegmentRead, b: &SegmentRead) -> bool {
     match (a, b) {
         (SegmentRead::Data(x), SegmentRead::Data(y)) => x == y,
@@ -34,7 +41,7 @@ fn same(a: &SegmentRead, b: &SegmentRead) -> bool {
 fn answers_exactly_as_the_segment_does() {
     let dir = tempfile::tempdir().unwrap();
     let segment = Segment::create(&crate::disk::os(), dir.path(), 0, 0, 0).unwrap();
-    let cache = TailCache::new(&TailBudget::new(64 << 20));
+    let cache = read_cache(&TailBudget::new(64 << 20));
     let mut next = 0;
     // Chunks of 1 to 4 batches of 1 to 5 records, as group writes produce them.
     for i in 0..30 {
@@ -70,7 +77,7 @@ fn answers_exactly_as_the_segment_does() {
 #[test]
 fn keeps_only_the_newest_bytes_of_a_partition() {
     let budget = TailBudget::new(64 << 20);
-    let cache = TailCache::new(&budget);
+    let cache = read_cache(&budget);
     let mut next = 0;
     let mut pushed = 0;
     while pushed < 3 * PARTITION_MAX_BYTES {
@@ -94,7 +101,7 @@ fn keeps_only_the_newest_bytes_of_a_partition() {
 #[test]
 fn a_gap_or_a_clear_starts_again() {
     let budget = TailBudget::new(64 << 20);
-    let cache = TailCache::new(&budget);
+    let cache = read_cache(&budget);
     let mut next = 0;
     cache.push(&[batch(&mut next, 3)]);
     next += 10;
@@ -110,7 +117,7 @@ fn a_gap_or_a_clear_starts_again() {
 fn a_spent_budget_empties_the_partition_written_longest_ago() {
     let one = batch(&mut 0, 100).bytes.len();
     let budget = TailBudget::new(3 * one);
-    let caches: Vec<Arc<TailCache>> = (0..3).map(|_| TailCache::new(&budget)).collect();
+    let caches: Vec<Arc<TailCache>> = (0..3).map(|_| read_cache(&budget)).collect();
     let mut nexts = [0i64; 3];
     for (cache, next) in caches.iter().zip(nexts.iter_mut()) {
         cache.push(&[batch(next, 100)]);
@@ -118,7 +125,7 @@ fn a_spent_budget_empties_the_partition_written_longest_ago() {
     }
     assert_eq!(budget.used(), 3 * one);
     // A fourth partition's write empties the first (the stalest), not the others.
-    let newcomer = TailCache::new(&budget);
+    let newcomer = read_cache(&budget);
     let mut next = 0;
     newcomer.push(&[batch(&mut next, 100)]);
     assert_eq!(caches[0].held(), 0);
@@ -139,8 +146,8 @@ fn a_spent_budget_empties_the_partition_written_longest_ago() {
 #[test]
 fn idle_partitions_give_their_memory_up() {
     let budget = TailBudget::new(64 << 20);
-    let idle = TailCache::new(&budget);
-    let busy = TailCache::new(&budget);
+    let idle = read_cache(&budget);
+    let busy = read_cache(&budget);
     let (mut a, mut b) = (0, 0);
     idle.push(&[batch(&mut a, 50)]);
     std::thread::sleep(std::time::Duration::from_millis(30));
@@ -156,4 +163,33 @@ fn idle_partitions_give_their_memory_up() {
     std::thread::sleep(std::time::Duration::from_millis(5));
     assert_eq!(budget.expire_idle(std::time::Duration::from_millis(1)), 2);
     assert_eq!(budget.used(), 0);
+}
+
+#[test]
+fn only_partitions_fetched_lately_keep_their_writes() {
+    // A clock started a minute ago, so that a read at its start is outside the window.
+    let budget = Arc::new(TailBudget {
+        limit: 64 << 20,
+        used: AtomicUsize::new(0),
+        epoch: Instant::now() - Duration::from_secs(60),
+        holders: Mutex::new(Vec::new()),
+    });
+    let cache = TailCache::new(&budget);
+    let mut next = 0;
+    cache.push(&[batch(&mut next, 3)]);
+    assert_eq!((cache.held(), budget.used()), (0, 0));
+    assert!(cache.read(0, next, 1 << 20, true).is_none());
+    // A fetch arrives: the writes after it are kept.
+    cache.note_reader();
+    cache.push(&[batch(&mut next, 3)]);
+    assert!(cache.held() > 0);
+    assert!(matches!(
+        cache.read(3, next, 1 << 20, true),
+        Some(SegmentRead::Data(_))
+    ));
+    // Its last fetch was a minute ago: the next write empties the cache.
+    cache.last_read_ms.store(1, Ordering::Release);
+    cache.push(&[batch(&mut next, 3)]);
+    assert_eq!((cache.held(), budget.used()), (0, 0));
+    assert!(cache.read(3, next, 1 << 20, true).is_none());
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -29,6 +29,9 @@ const MAX_IN_FLIGHT: usize = 64;
 /// A frame body is read in steps of at most this much, so a client that announces a large
 /// frame and then stalls holds little memory.
 const READ_STEP: usize = 64 * 1024;
+/// Frames up to this size are read into a buffer allocated whole (see `grow_frame`). Clients'
+/// produce requests stay under their `max.request.size` / `message.max.bytes`, 1 MB by default.
+const FRAME_WHOLE_MAX: usize = 8 << 20;
 
 /// What the writer does for one request, in request order.
 enum Outcome {
@@ -172,18 +175,18 @@ async fn read_frame(
         .map_err(FrameError::Io)?;
     let size = codec::frame_length(prefix, max).map_err(FrameError::Codec)?;
     let mut permit: Option<OwnedSemaphorePermit> = None;
-    let mut frame = BytesMut::with_capacity(size.min(READ_STEP));
+    let mut frame: Vec<u8> = Vec::new();
     while frame.len() < size {
+        // Wait for more of the frame without reading it: what the read buffer does not hold
+        // is read from the socket straight into the frame, not copied through the buffer.
+        if reader.buffer().is_empty() {
+            deadline
+                .run(reader.get_ref().readable())
+                .await?
+                .map_err(FrameError::Io)?;
+        }
         // Reserve budget only once the client has actually sent more of the frame, so frames
         // announced but never sent hold nothing.
-        let available = deadline
-            .run(reader.fill_buf())
-            .await?
-            .map_err(FrameError::Io)?
-            .len();
-        if available == 0 {
-            return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into()));
-        }
         let want = (size - frame.len()).min(READ_STEP);
         let waiting = Instant::now();
         let Some(step) = broker.reserve_request_bytes(want).await else {
@@ -195,17 +198,34 @@ async fn read_frame(
             Some(held) => held.merge(step),
             None => permit = Some(step),
         }
-        frame.reserve(want);
-        let read = (&mut *reader)
-            .take(want as u64)
-            .read_buf(&mut frame)
-            .await
-            .map_err(FrameError::Io)?;
+        grow_frame(&mut frame, size, want)?;
+        let read = if reader.buffer().is_empty() {
+            deadline
+                .run(reader.get_mut().take(want as u64).read_buf(&mut frame))
+                .await?
+        } else {
+            (&mut *reader).take(want as u64).read_buf(&mut frame).await
+        }
+        .map_err(FrameError::Io)?;
         if read == 0 {
             return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into()));
         }
     }
-    Ok(Some((frame.freeze(), permit)))
+    // Exactly as long as its capacity when it was allocated whole: no copy.
+    Ok(Some((Bytes::from(frame), permit)))
+}
+
+/// Makes room for `want` more bytes of a frame of `size`. A frame up to `FRAME_WHOLE_MAX` gets
+/// its whole buffer once its first bytes have arrived, so it is never copied as it grows;
+/// capacity not yet written is address space, not memory, so a stalled frame still holds only
+/// the pages it wrote. A larger frame grows as it arrives. A failed allocation closes the
+/// connection instead of aborting the broker.
+fn grow_frame(frame: &mut Vec<u8>, size: usize, want: usize) -> Result<(), FrameError> {
+    let out_of_memory = |_| FrameError::Io(std::io::ErrorKind::OutOfMemory.into());
+    if frame.capacity() == 0 && size <= FRAME_WHOLE_MAX {
+        return frame.try_reserve_exact(size).map_err(out_of_memory);
+    }
+    frame.try_reserve(want).map_err(out_of_memory)
 }
 
 /// The time left to read the rest of one frame: the sooner of the idle timeout and the

@@ -10,6 +10,7 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 use thiserror::Error;
 
 use super::api_table;
+use super::response_frame::{ResponseFrame, Spliced};
 
 #[derive(Debug, Error)]
 pub enum CodecError {
@@ -98,8 +99,40 @@ pub fn decode_request(mut frame: Bytes) -> Result<Decoded, CodecError> {
     })))
 }
 
-/// Encodes a response frame, length prefix included.
+/// Encodes a response frame, size prefix first. A Fetch response's larger record sets stay
+/// runs of their own (`response_frame`); anything else is one contiguous buffer.
 pub fn encode_response(
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: ResponseKind,
+) -> Result<ResponseFrame, CodecError> {
+    let ResponseKind::Fetch(mut fetch) = body else {
+        return encode_whole(key, version, correlation_id, &body).map(ResponseFrame::whole);
+    };
+    let Some(spliced) = Spliced::take(&mut fetch) else {
+        let body = ResponseKind::Fetch(fetch);
+        return encode_whole(key, version, correlation_id, &body).map(ResponseFrame::whole);
+    };
+    let mut body = ResponseKind::Fetch(fetch);
+    let frame = encode_whole(key, version, correlation_id, &body)?;
+    match spliced.splice(frame, version >= FETCH_FIRST_FLEXIBLE) {
+        Ok(frame) => Ok(frame),
+        // A marker was not where it belongs: never send a frame that might be wrong.
+        Err(spliced) => {
+            if let ResponseKind::Fetch(fetch) = &mut body {
+                spliced.restore(fetch);
+            }
+            encode_whole(key, version, correlation_id, &body).map(ResponseFrame::whole)
+        }
+    }
+}
+
+/// The first Fetch version with flexible (compact) encoding.
+const FETCH_FIRST_FLEXIBLE: i16 = 12;
+
+/// Encodes a response into one buffer.
+pub(super) fn encode_whole(
     key: ApiKey,
     version: i16,
     correlation_id: i32,
@@ -148,13 +181,13 @@ pub fn api_versions_body(error_code: i16) -> ApiVersionsResponse {
 }
 
 /// The KIP-511 answer to an ApiVersions request at an unknown version: v0 body, header v0.
-pub fn encode_api_versions_fallback(correlation_id: i32) -> Result<Bytes, CodecError> {
+pub fn encode_api_versions_fallback(correlation_id: i32) -> Result<ResponseFrame, CodecError> {
     let body = api_versions_body(kafka_protocol::ResponseError::UnsupportedVersion.code());
     encode_response(
         ApiKey::ApiVersions,
         0,
         correlation_id,
-        &ResponseKind::ApiVersions(body),
+        ResponseKind::ApiVersions(body),
     )
 }
 
@@ -262,7 +295,7 @@ mod tests {
 
     #[test]
     fn fallback_is_a_v0_body_with_error_35() {
-        let mut frame = encode_api_versions_fallback(5).unwrap();
+        let mut frame = encode_api_versions_fallback(5).unwrap().to_bytes();
         let size = frame.get_i32();
         assert_eq!(size as usize, frame.len());
         assert_eq!(frame.get_i32(), 5);

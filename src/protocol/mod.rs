@@ -8,6 +8,7 @@
 pub mod api_table;
 pub mod codec;
 pub mod handlers;
+pub mod response_frame;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -21,6 +21,7 @@ use crate::broker::Broker;
 use crate::protocol::codec::{
     self, CodecError, Decoded, decode_request, encode_api_versions_fallback, encode_response,
 };
+use crate::protocol::response_frame::ResponseFrame;
 use crate::protocol::{Endpoint, dispatch};
 use crate::telemetry;
 
@@ -36,7 +37,7 @@ const FRAME_WHOLE_MAX: usize = 8 << 20;
 /// What the writer does for one request, in request order.
 enum Outcome {
     /// Write this response; the permit holds its bytes in the fetch budget until written.
-    Send(Bytes, Option<OwnedSemaphorePermit>),
+    Send(ResponseFrame, Option<OwnedSemaphorePermit>),
     /// acks=0: no response.
     Nothing,
     /// Close the connection after the earlier responses (acks=0 produce that failed).
@@ -116,15 +117,15 @@ async fn read_requests(
                     if reply.close_connection {
                         return Outcome::Close("a produce with acks=0 failed");
                     }
-                    match encode_response(key, version, correlation_id, &reply.body) {
-                        Ok(bytes) => Outcome::Send(bytes, reply.hold),
+                    match encode_response(key, version, correlation_id, reply.body) {
+                        Ok(frame) => Outcome::Send(frame, reply.hold),
                         Err(e) => Outcome::Failed(e),
                     }
                 })
             }
             Ok(Decoded::ApiVersionsTooNew { correlation_id }) => tokio::spawn(async move {
                 match encode_api_versions_fallback(correlation_id) {
-                    Ok(bytes) => Outcome::Send(bytes, None),
+                    Ok(frame) => Outcome::Send(frame, None),
                     Err(e) => Outcome::Failed(e),
                 }
             }),
@@ -275,12 +276,15 @@ async fn write_responses(
             },
         };
         match completion.await {
-            Ok(Outcome::Send(bytes, _hold)) => {
-                if let Err(e) = writer.write_all(&bytes).await {
-                    debug!(%peer, error = %e, "write failed");
-                    return;
+            Ok(Outcome::Send(frame, _hold)) => {
+                // Runs of at least the buffer's size go to the socket without a copy into it.
+                for part in frame.parts() {
+                    if let Err(e) = writer.write_all(part).await {
+                        debug!(%peer, error = %e, "write failed");
+                        return;
+                    }
                 }
-                telemetry::response_sent(bytes.len());
+                telemetry::response_sent(frame.len());
             }
             Ok(Outcome::Nothing) => {}
             Ok(Outcome::Close(reason)) => {

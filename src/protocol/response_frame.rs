@@ -70,13 +70,7 @@ impl Spliced {
     /// Swaps every record set of at least `SPLICE_MIN` bytes for a marker; `None` when there
     /// is none (encode the response as it is).
     pub fn take(fetch: &mut FetchResponse) -> Option<Spliced> {
-        let mut spliced = Spliced {
-            nonce: [0; 12],
-            records: Vec::new(),
-        };
-        spliced
-            .nonce
-            .copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..12]);
+        let mut spliced: Option<Spliced> = None;
         for topic in &mut fetch.responses {
             for partition in &mut topic.partitions {
                 let Some(records) = partition.records.as_mut() else {
@@ -85,11 +79,22 @@ impl Spliced {
                 if records.len() < SPLICE_MIN {
                     continue;
                 }
+                // The nonce is drawn only for a response that has something to splice.
+                let spliced = spliced.get_or_insert_with(Spliced::new);
                 let marker = Bytes::copy_from_slice(&spliced.marker(spliced.records.len()));
                 spliced.records.push(std::mem::replace(records, marker));
             }
         }
-        (!spliced.records.is_empty()).then_some(spliced)
+        spliced
+    }
+
+    fn new() -> Spliced {
+        let mut nonce = [0; 12];
+        nonce.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..12]);
+        Spliced {
+            nonce,
+            records: Vec::new(),
+        }
     }
 
     fn marker(&self, index: usize) -> [u8; MARKER_LEN] {

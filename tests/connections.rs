@@ -204,3 +204,52 @@ async fn ten_thousand_connect_close_cycles_leak_no_descriptor() {
         ),
     );
 }
+
+/// A frame of several read steps arriving in uneven pieces, with pauses between them, is read
+/// whole and in order (the reader switches between its buffer and the socket); a frame cut
+/// short by the client's close appends nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_arriving_in_pieces_are_read_whole_and_cut_ones_dropped() {
+    let broker = TestBroker::start().await;
+    let mut client = broker.client().await;
+    client.create_topic("pieces", 1, &[]).await;
+    // About 300 KiB in one batch: several 64 KiB read steps.
+    let records = common::batch(0, 12_000, 0);
+    let request = common::produce_request("pieces", 0, records, -1);
+    let (correlation, frame) =
+        client.frame(ApiKey::Produce, 9, &RequestKind::Produce(request.clone()));
+    assert!(frame.len() > 4 * 64 * 1024, "{}", frame.len());
+    let cuts = [3, 4, 11, 70_000, 70_001, 200_000, frame.len()];
+    let mut at = 0;
+    for cut in cuts {
+        client.stream.write_all(&frame[at..cut]).await.unwrap();
+        client.stream.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        at = cut;
+    }
+    let (answered, response) = client.recv(ApiKey::Produce, 9).await;
+    assert_eq!(answered, correlation);
+    let ResponseKind::Produce(response) = response else {
+        panic!("wrong response")
+    };
+    assert_eq!(response.responses[0].partition_responses[0].error_code, 0);
+    let fetched = client.fetch("pieces", 0, 0, 0).await;
+    let values = common::decode_records(
+        fetched.responses[0].partitions[0]
+            .records
+            .clone()
+            .unwrap_or_default(),
+    );
+    assert_eq!(values.len(), 12_000);
+    assert_eq!(values[11_999], (11_999, "value-11999".to_string()));
+
+    // The same frame again, cut after 100,000 bytes by a close: nothing is appended.
+    let mut cut = broker.client().await;
+    let (_, frame) = cut.frame(ApiKey::Produce, 9, &RequestKind::Produce(request));
+    cut.stream.write_all(&frame[..100_000]).await.unwrap();
+    drop(cut);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let fetched = client.fetch("pieces", 0, 0, 0).await;
+    assert_eq!(fetched.responses[0].partitions[0].high_watermark, 12_000);
+    assert!(api_versions_ok(&mut client).await);
+}

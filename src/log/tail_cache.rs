@@ -1,7 +1,7 @@
 //! The newest batches of each partition, kept in memory for consumers at the log end. Segment
 //! logs are written with O_DIRECT, so the page cache does not hold what was just written: a
 //! tailing fetch would read it back from the disk, and wait for it. From here it is a memory
-//! copy, or no copy at all when the answer lies in one chunk.
+//! copy, or no copy at all when the answer is most of one chunk.
 //!
 //! Each partition keeps a contiguous run of its newest batches, at most
 //! `PARTITION_MAX_BYTES`, as chunks (one per write of the partition's share of a group). All
@@ -399,8 +399,13 @@ fn collect_batches(
     }
     match ranges.as_slice() {
         [] => SegmentRead::Uncommitted,
-        [(chunk, start, end)] => SegmentRead::Data(chunks[*chunk].slice(*start..*end)),
+        // A slice keeps its whole chunk alive until the response is written, after the cache
+        // may have given the chunk up: only an answer of most of a chunk is not copied.
+        [(chunk, start, end)] if 2 * (end - start) >= chunks[*chunk].len() => {
+            SegmentRead::Data(chunks[*chunk].slice(*start..*end))
+        }
         _ => {
+            // Several chunks, or a small part of one: copied.
             let mut out = BytesMut::with_capacity(total);
             for (chunk, start, end) in &ranges {
                 out.extend_from_slice(&chunks[*chunk][*start..*end]);

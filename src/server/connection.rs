@@ -30,9 +30,6 @@ const MAX_IN_FLIGHT: usize = 64;
 /// A frame body is read in steps of at most this much, so a client that announces a large
 /// frame and then stalls holds little memory.
 const READ_STEP: usize = 64 * 1024;
-/// Frames up to this size are read into a buffer allocated whole (see `grow_frame`). Clients'
-/// produce requests stay under their `max.request.size` / `message.max.bytes`, 1 MB by default.
-const FRAME_WHOLE_MAX: usize = 8 << 20;
 
 /// What the writer does for one request, in request order.
 enum Outcome {
@@ -181,10 +178,13 @@ async fn read_frame(
         // Wait for more of the frame without reading it: what the read buffer does not hold
         // is read from the socket straight into the frame, not copied through the buffer.
         if reader.buffer().is_empty() {
-            deadline
-                .run(reader.get_ref().readable())
+            let peeked = deadline
+                .run(reader.get_mut().peek(&mut [0u8; 1]))
                 .await?
                 .map_err(FrameError::Io)?;
+            if peeked == 0 {
+                return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+            }
         }
         // Reserve budget only once the client has actually sent more of the frame, so frames
         // announced but never sent hold nothing.
@@ -199,7 +199,7 @@ async fn read_frame(
             Some(held) => held.merge(step),
             None => permit = Some(step),
         }
-        grow_frame(&mut frame, size, want)?;
+        grow_frame(&mut frame, size, want, reader)?;
         let read = if reader.buffer().is_empty() {
             deadline
                 .run(reader.get_mut().take(want as u64).read_buf(&mut frame))
@@ -212,21 +212,32 @@ async fn read_frame(
             return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into()));
         }
     }
-    // Exactly as long as its capacity when it was allocated whole: no copy.
+    // No copy: the vector's buffer becomes the frame's.
     Ok(Some((Bytes::from(frame), permit)))
 }
 
-/// Makes room for `want` more bytes of a frame of `size`. A frame up to `FRAME_WHOLE_MAX` gets
-/// its whole buffer once its first bytes have arrived, so it is never copied as it grows;
-/// capacity not yet written is address space, not memory, so a stalled frame still holds only
-/// the pages it wrote. A larger frame grows as it arrives. A failed allocation closes the
-/// connection instead of aborting the broker.
-fn grow_frame(frame: &mut Vec<u8>, size: usize, want: usize) -> Result<(), FrameError> {
-    let out_of_memory = |_| FrameError::Io(std::io::ErrorKind::OutOfMemory.into());
-    if frame.capacity() == 0 && size <= FRAME_WHOLE_MAX {
-        return frame.try_reserve_exact(size).map_err(out_of_memory);
-    }
-    frame.try_reserve(want).map_err(out_of_memory)
+/// Makes room for `want` more bytes of a frame of `size`. Once at least half of the frame has
+/// arrived (read, in the read buffer or queued in the socket), the buffer is sized to the
+/// whole frame, so it is not copied again as it grows; before that it grows by doubling.
+/// Either way a stalled frame holds at most about twice what arrived. A failed allocation
+/// closes the connection instead of aborting the broker.
+fn grow_frame(
+    frame: &mut Vec<u8>,
+    size: usize,
+    want: usize,
+    reader: &BufReader<OwnedReadHalf>,
+) -> Result<(), FrameError> {
+    let whole = frame.capacity() < size && {
+        let stream: &TcpStream = reader.get_ref().as_ref();
+        let queued = rustix::io::ioctl_fionread(stream).map_or(0, |n| n as usize);
+        2 * (frame.len() + reader.buffer().len() + queued) >= size
+    };
+    let grown = if whole {
+        frame.try_reserve_exact(size - frame.len())
+    } else {
+        frame.try_reserve(want)
+    };
+    grown.map_err(|_| FrameError::Io(std::io::ErrorKind::OutOfMemory.into()))
 }
 
 /// The time left to read the rest of one frame: the sooner of the idle timeout and the

@@ -193,3 +193,24 @@ fn only_partitions_fetched_lately_keep_their_writes() {
     assert_eq!((cache.held(), budget.used()), (0, 0));
     assert!(cache.read(3, next, 1 << 20, true).is_none());
 }
+
+#[test]
+fn only_answers_of_most_of_a_chunk_share_its_memory() {
+    let cache = read_cache(&TailBudget::new(64 << 20));
+    let mut next = 0;
+    let batches: Vec<AppendBatch> = (0..10).map(|_| batch(&mut next, 5)).collect();
+    cache.push(&batches);
+    let chunk = cache.lock().chunks[0].data.clone();
+    let start = chunk.as_ptr() as usize;
+    let within = |b: &Bytes| (start..start + chunk.len()).contains(&(b.as_ptr() as usize));
+    let Some(SegmentRead::Data(all)) = cache.read(0, next, 1 << 20, true) else {
+        panic!("the cache holds offset 0");
+    };
+    assert!(within(&all) && all.len() == chunk.len());
+    // The last batch alone is a tenth of the chunk: copied, so it does not keep the chunk.
+    let Some(SegmentRead::Data(last)) = cache.read(next - 1, next, 1 << 20, true) else {
+        panic!("the cache holds the last offset");
+    };
+    assert!(!within(&last));
+    assert_eq!(&last[..], &chunk[chunk.len() - last.len()..]);
+}

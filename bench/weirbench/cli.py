@@ -46,7 +46,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--no-rdkafka", action="store_true", help="skip librdkafka's rdkafka_performance")
     ap.add_argument("--sessions", help="comma-separated subset of sessions, e.g. weir-fsync,kafka")
     ap.add_argument("--only", help="comma-separated workload keys or key prefixes to run, "
-                                   "e.g. produce.acksall (the report covers only those)")
+                                   "e.g. produce.acksall (the report covers only those; the "
+                                   "unmeasured warm-up always runs)")
     ap.add_argument("--report-only", metavar="JSON", help="only render the report from a results JSON")
     a = ap.parse_args(argv)
     a.mode = "smoke" if a.smoke else "quick" if a.quick else "full"

@@ -9,14 +9,16 @@
 //! one block of zeros past the logical end, which recovery drops like any torn tail. Reads of
 //! that partial block are answered from memory: a direct write invalidates the page cache
 //! over its range, but cannot if a reader holds the page at that moment, and a stale copy of
-//! the old partial block must never be served.
+//! the old partial block must never be served. For the same reason fetches send only whole
+//! blocks from the file with `sendfile` (`send_source`); on kernels whose pages are larger
+//! than a block, a page may still span the partial block, as for any read of whole blocks.
 
 use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::DiskFile;
 
@@ -59,7 +61,8 @@ struct Tail {
 #[derive(Debug)]
 pub struct DirectFile {
     writer: File,
-    reader: File,
+    /// Shared with the file slices that fetches send from.
+    reader: Arc<File>,
     /// Held by the one appender for the whole append (appends come from one writer at a
     /// time anyway); readers take only `tail`, briefly.
     appending: Mutex<()>,
@@ -83,7 +86,7 @@ impl DirectFile {
             }
             Err(e) => return Err(e),
         };
-        let reader = File::open(path)?;
+        let reader = Arc::new(File::open(path)?);
         let len = reader.metadata()?.len();
         let file = DirectFile {
             writer,
@@ -189,6 +192,13 @@ impl DiskFile for DirectFile {
 
     fn size(&self) -> io::Result<u64> {
         Ok(self.lock().len)
+    }
+
+    /// Only whole blocks: the page cache may hold a stale copy of the partial last block
+    /// (see the module comment), which reads answer from memory instead.
+    fn send_source(&self) -> Option<(Arc<File>, u64)> {
+        let tail = self.lock();
+        Some((self.reader.clone(), tail.len - tail.block.len() as u64))
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
@@ -297,5 +307,35 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(buf[..10_000], pattern(0, 10_000)[..]);
         assert_eq!(&buf[10_000..], b"xyz");
+    }
+
+    /// `sendfile` reads through the page cache, which may hold a stale copy of the partial
+    /// last block: only whole blocks are offered, and they read back as written.
+    #[test]
+    fn only_whole_blocks_are_offered_to_sendfile() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let Some(file) = open(&dir.path().join("seg.log"), true) else {
+            eprintln!("O_DIRECT not supported here: skipped");
+            return;
+        };
+        let written = 3 * BLOCK + 100;
+        let data = pattern(0, written);
+        file.append(&mut [IoSlice::new(&data)])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let whole = (3 * BLOCK) as u64;
+        let Some((source, end)) = file.send_source() else {
+            panic!("whole blocks are offered");
+        };
+        assert_eq!(end, whole);
+        let mut buf = vec![0u8; (whole - 10) as usize];
+        source
+            .read_exact_at(&mut buf, 10)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(buf, data[10..whole as usize]);
+        // Once the block fills, it is offered too.
+        let more = pattern(written, BLOCK - 100);
+        file.append(&mut [IoSlice::new(&more)])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(file.send_source().map(|s| s.1), Some((4 * BLOCK) as u64));
     }
 }

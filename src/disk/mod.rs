@@ -69,6 +69,14 @@ pub trait DiskFile: Send + Sync + fmt::Debug {
     fn trim(&self) -> io::Result<()> {
         Ok(())
     }
+    /// A descriptor whose page-cache reads return exactly the file's data below the returned
+    /// end, so `sendfile` may send from it; `None` when reads must go through
+    /// `read_exact_at` (a simulated disk). An `O_DIRECT` file's end is its last whole block:
+    /// the page cache may hold a stale copy of the partial one. The caller knows where the
+    /// data it wrote ends.
+    fn send_source(&self) -> Option<(Arc<std::fs::File>, u64)> {
+        None
+    }
 }
 
 /// The disk the broker runs on unless told otherwise (buffered log writes).

@@ -16,7 +16,7 @@ pub struct OsDisk {
 }
 
 #[derive(Debug)]
-struct OsFile(File);
+struct OsFile(Arc<File>);
 
 impl Disk for OsDisk {
     fn open_append(&self, path: &Path, create: bool) -> io::Result<Arc<dyn DiskFile>> {
@@ -25,7 +25,7 @@ impl Disk for OsDisk {
             .append(true)
             .create(create)
             .open(path)?;
-        Ok(Arc::new(OsFile(file)))
+        Ok(Arc::new(OsFile(Arc::new(file))))
     }
 
     fn open_log(&self, path: &Path, create: bool) -> io::Result<Arc<dyn DiskFile>> {
@@ -44,7 +44,7 @@ impl Disk for OsDisk {
             .create(true)
             .open(path)?;
         file.set_len(0)?;
-        Ok(Arc::new(OsFile(file)))
+        Ok(Arc::new(OsFile(Arc::new(file))))
     }
 
     fn read_all(&self, path: &Path) -> io::Result<Vec<u8>> {
@@ -100,7 +100,7 @@ impl Disk for OsDisk {
 
 impl DiskFile for OsFile {
     fn append(&self, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
-        let mut file = &self.0;
+        let mut file: &File = &self.0;
         while !bufs.is_empty() {
             match file.write_vectored(bufs) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -114,6 +114,10 @@ impl DiskFile for OsFile {
 
     fn read_exact_at(&self, buf: &mut [u8], pos: u64) -> io::Result<()> {
         self.0.read_exact_at(buf, pos)
+    }
+
+    fn send_source(&self) -> Option<(Arc<File>, u64)> {
+        Some((self.0.clone(), u64::MAX))
     }
 
     fn size(&self) -> io::Result<u64> {

@@ -12,6 +12,7 @@ use super::LogError;
 use super::batch::{BatchHeader, ValidatedBatch, encode_records, verify_batch};
 use super::commit::{AckLevel, StorageFailure};
 use super::partition::{Appended, Isolation, Partition};
+use super::segment::ReadInto;
 
 /// Bytes read per step of a replay.
 const REPLAY_READ_BYTES: usize = 1 << 20;
@@ -72,11 +73,21 @@ impl InternalLog {
         while offset < marks.high_watermark {
             let Some(records) = self
                 .partition
-                .read(offset, REPLAY_READ_BYTES, true, Isolation::ReadUncommitted)?
+                .read(
+                    offset,
+                    REPLAY_READ_BYTES,
+                    true,
+                    Isolation::ReadUncommitted,
+                    ReadInto::Memory,
+                )?
                 .records
             else {
                 break;
             };
+            let records = records.into_bytes().map_err(|source| LogError::Io {
+                context: "replaying an internal log".to_string(),
+                source,
+            })?;
             // The next read starts after the last whole batch, whatever its records held.
             let mut next = offset;
             let mut rest: &[u8] = &records;

@@ -23,6 +23,7 @@ pub mod internal_log;
 pub mod manager;
 pub mod partition;
 pub mod producer_state;
+pub mod record_set;
 pub mod records;
 pub mod segment;
 pub mod tail_cache;

@@ -18,6 +18,7 @@ use super::batch::{BatchHeader, ValidatedBatch, encode_records, verify_batch};
 use super::commit::PendingAppend;
 use super::manager::LogManager;
 use super::partition::{Appended, Isolation, PartitionOptions};
+use super::segment::ReadInto;
 use super::writer::{ManualWriter, manual};
 use crate::config::{Config, Durability, WritePath};
 use crate::disk::Disk;
@@ -172,9 +173,19 @@ fn read_back(logs: &LogManager, key: &Key) -> Vec<(i64, Bytes)> {
     let mut offset = 0;
     while offset < end {
         let read = partition
-            .read(offset, 1 << 20, true, Isolation::ReadUncommitted)
+            .read(
+                offset,
+                1 << 20,
+                true,
+                Isolation::ReadUncommitted,
+                ReadInto::Memory,
+            )
             .unwrap();
-        let mut records = read.records.expect("data below the high watermark");
+        let mut records = read
+            .records
+            .expect("data below the high watermark")
+            .into_bytes()
+            .unwrap();
         while !records.is_empty() {
             let header = BatchHeader::parse(&records).unwrap();
             let whole = records.split_to(header.size);

@@ -23,7 +23,7 @@ mod read;
 mod recovery;
 pub mod summary;
 
-pub use read::SegmentRead;
+pub use read::{ReadInto, SegmentRead};
 pub use summary::SegmentHistory;
 use summary::SummaryExtent;
 

@@ -99,30 +99,37 @@ pub fn decode_request(mut frame: Bytes) -> Result<Decoded, CodecError> {
     })))
 }
 
-/// Encodes a response frame, size prefix first. A Fetch response's larger record sets stay
-/// runs of their own (`response_frame`); anything else is one contiguous buffer.
+/// Encodes a response frame, size prefix first. The record sets `spliced` stands for (a
+/// Fetch response's larger ones, markers in the body) stay runs of their own
+/// (`response_frame`); anything else is one contiguous buffer.
 pub fn encode_response(
     key: ApiKey,
     version: i16,
     correlation_id: i32,
-    body: ResponseKind,
+    mut body: ResponseKind,
+    spliced: Option<Spliced>,
 ) -> Result<ResponseFrame, CodecError> {
-    let ResponseKind::Fetch(mut fetch) = body else {
+    let Some(spliced) = spliced.filter(|s| !s.is_empty()) else {
         return encode_whole(key, version, correlation_id, &body).map(ResponseFrame::whole);
     };
-    let Some(spliced) = Spliced::take(&mut fetch) else {
-        let body = ResponseKind::Fetch(fetch);
-        return encode_whole(key, version, correlation_id, &body).map(ResponseFrame::whole);
-    };
-    let mut body = ResponseKind::Fetch(fetch);
     let frame = encode_whole(key, version, correlation_id, &body)?;
-    match spliced.splice(frame, version >= FETCH_FIRST_FLEXIBLE) {
+    let flexible = key == ApiKey::Fetch && version >= FETCH_FIRST_FLEXIBLE;
+    match spliced.splice(frame, flexible) {
         Ok(frame) => Ok(frame),
         // A marker was not where it belongs: never send a frame that might be wrong.
         Err(spliced) => {
-            if let ResponseKind::Fetch(fetch) = &mut body {
-                spliced.restore(fetch);
-            }
+            let ResponseKind::Fetch(fetch) = &mut body else {
+                return Err(CodecError::Encode {
+                    key,
+                    version,
+                    message: "record runs outside a Fetch response".into(),
+                });
+            };
+            spliced.restore(fetch).map_err(|e| CodecError::Encode {
+                key,
+                version,
+                message: format!("reading records back: {e}"),
+            })?;
             encode_whole(key, version, correlation_id, &body).map(ResponseFrame::whole)
         }
     }
@@ -188,6 +195,7 @@ pub fn encode_api_versions_fallback(correlation_id: i32) -> Result<ResponseFrame
         0,
         correlation_id,
         ResponseKind::ApiVersions(body),
+        None,
     )
 }
 
@@ -295,7 +303,7 @@ mod tests {
 
     #[test]
     fn fallback_is_a_v0_body_with_error_35() {
-        let mut frame = encode_api_versions_fallback(5).unwrap().to_bytes();
+        let mut frame = encode_api_versions_fallback(5).unwrap().to_bytes().unwrap();
         let size = frame.get_i32();
         assert_eq!(size as usize, frame.len());
         assert_eq!(frame.get_i32(), 5);

@@ -24,6 +24,9 @@ use codec::Request;
 /// A response body, and the memory-budget permit its data holds until it is written.
 pub struct Reply {
     pub body: ResponseKind,
+    /// A Fetch response's larger record sets, written as runs of their own in the places of
+    /// the markers the body holds for them.
+    pub runs: Option<response_frame::Spliced>,
     pub hold: Option<OwnedSemaphorePermit>,
     /// Send nothing and close the connection instead (Kafka's answer to a failed acks=0
     /// produce, so the producer refreshes its metadata).
@@ -34,6 +37,7 @@ impl From<ResponseKind> for Reply {
     fn from(body: ResponseKind) -> Reply {
         Reply {
             body,
+            runs: None,
             hold: None,
             close_connection: false,
         }
@@ -102,9 +106,10 @@ pub async fn dispatch(
             })
         }
         RequestKind::Fetch(body) => Box::pin(async move {
-            let (response, hold) = handlers::fetch::handle(&broker, version, body).await;
+            let (response, runs, hold) = handlers::fetch::handle(&broker, version, body).await;
             Some(Reply {
                 body: ResponseKind::Fetch(response),
+                runs: Some(runs),
                 hold,
                 close_connection: false,
             })

@@ -18,11 +18,13 @@ use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
 use crate::broker::Broker;
+use crate::log::record_set::FileSlice;
 use crate::protocol::codec::{
     self, CodecError, Decoded, decode_request, encode_api_versions_fallback, encode_response,
 };
-use crate::protocol::response_frame::ResponseFrame;
+use crate::protocol::response_frame::{ResponseFrame, Run};
 use crate::protocol::{Endpoint, dispatch};
+use crate::server::send_file::send_file;
 use crate::telemetry;
 
 /// Requests of one connection that may be in flight at once.
@@ -114,7 +116,7 @@ async fn read_requests(
                     if reply.close_connection {
                         return Outcome::Close("a produce with acks=0 failed");
                     }
-                    match encode_response(key, version, correlation_id, reply.body) {
+                    match encode_response(key, version, correlation_id, reply.body, reply.runs) {
                         Ok(frame) => Outcome::Send(frame, reply.hold),
                         Err(e) => Outcome::Failed(e),
                     }
@@ -290,7 +292,11 @@ async fn write_responses(
             Ok(Outcome::Send(frame, _hold)) => {
                 // Runs of at least the buffer's size go to the socket without a copy into it.
                 for part in frame.parts() {
-                    if let Err(e) = writer.write_all(part).await {
+                    let written = match part {
+                        Run::Bytes(bytes) => writer.write_all(bytes).await,
+                        Run::File(slice) => write_from_file(&mut writer, slice).await,
+                    };
+                    if let Err(e) = written {
                         debug!(%peer, error = %e, "write failed");
                         return;
                     }
@@ -322,4 +328,15 @@ async fn write_responses(
     }
     let _ = writer.flush().await;
     let _ = writer.shutdown().await;
+}
+
+/// Sends a file run of a response after what the buffer holds of the frame before it.
+async fn write_from_file(
+    writer: &mut BufWriter<OwnedWriteHalf>,
+    slice: &FileSlice,
+) -> std::io::Result<()> {
+    writer.flush().await?;
+    send_file(writer.get_ref().as_ref(), slice).await?;
+    telemetry::sent_from_file(slice.len);
+    Ok(())
 }

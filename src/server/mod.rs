@@ -3,6 +3,7 @@
 
 mod connection;
 mod listener;
+mod send_file;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -83,6 +83,8 @@ catalog! {
         "Records returned by fetch responses, by topic.";
     FETCHED_BYTES = "weir_fetched_bytes_total", Counter, ["topic"], false,
         "Record batch bytes returned by fetch responses, by topic.";
+    FETCH_SENDFILE_BYTES = "weir_fetch_sendfile_bytes_total", Counter, [], false,
+        "Record batch bytes of fetch responses sent from segment files with sendfile (zero-copy), a part of weir_fetched_bytes_total.";
     WAL_WRITE_DURATION = "weir_wal_write_duration_seconds", Histogram, [], false,
         "Time to write one partition's share of a write group to its segment.";
     WAL_FSYNC_DURATION = "weir_wal_fsync_duration_seconds", Histogram, [], false,

@@ -123,6 +123,11 @@ pub fn response_sent(bytes: usize) {
     counter!(NETWORK_SENT).increment(bytes as u64);
 }
 
+/// Record bytes a response sent from a segment file with `sendfile`.
+pub fn sent_from_file(bytes: usize) {
+    counter!(FETCH_SENDFILE_BYTES).increment(bytes as u64);
+}
+
 /// A connection the broker closed, by reason.
 pub fn connection_closed(reason: &'static str) {
     counter!(CONNECTIONS_CLOSED, "reason" => reason).increment(1);

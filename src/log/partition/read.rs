@@ -7,8 +7,8 @@ use bytes::Bytes;
 
 use super::Partition;
 use crate::log::LogError;
-use crate::log::batch::BatchHeader;
-use crate::log::segment::{Segment, SegmentRead};
+use crate::log::record_set::RecordSet;
+use crate::log::segment::{ReadInto, Segment, SegmentRead};
 use crate::log::transactions::AbortedTxn;
 
 /// Which records a consumer may see (Fetch and ListOffsets `isolation_level`).
@@ -33,7 +33,7 @@ impl Isolation {
 /// What a fetch got from a partition.
 #[derive(Debug, Clone, Default)]
 pub struct ReadResult {
-    pub records: Option<Bytes>,
+    pub records: Option<RecordSet>,
     pub high_watermark: i64,
     pub last_stable_offset: i64,
     pub log_start_offset: i64,
@@ -50,6 +50,7 @@ impl Partition {
         max_bytes: usize,
         min_one: bool,
         isolation: Isolation,
+        into: ReadInto,
     ) -> Result<ReadResult, LogError> {
         self.log.note_reader();
         let marks = self.watermarks();
@@ -71,14 +72,14 @@ impl Partition {
             return Ok(result);
         }
         match self.log.read_cached(offset, limit, max_bytes, min_one) {
-            Some(SegmentRead::Data(records)) => result.records = Some(records),
+            Some(SegmentRead::Data(records)) => result.records = Some(RecordSet::Memory(records)),
             Some(_) => {}
-            None => self.read_segments(offset, limit, max_bytes, min_one, &mut result)?,
+            None => self.read_segments(offset, limit, max_bytes, min_one, into, &mut result)?,
         }
         if isolation == Isolation::ReadCommitted
             && let Some(records) = &result.records
         {
-            let end = end_offset(records).unwrap_or(limit);
+            let end = records.next_offset().unwrap_or(limit);
             result.aborted = self.sequencer().txns.aborted_between(offset, end);
         }
         Ok(result)
@@ -91,6 +92,7 @@ impl Partition {
         limit: i64,
         max_bytes: usize,
         min_one: bool,
+        into: ReadInto,
         result: &mut ReadResult,
     ) -> Result<(), LogError> {
         let candidates: Vec<Arc<Segment>> = {
@@ -106,14 +108,18 @@ impl Partition {
                 break;
             }
             let read = segment
-                .read(offset, limit, max_bytes, min_one)
+                .read(offset, limit, max_bytes, min_one, into)
                 .map_err(|source| LogError::Io {
                     context: format!("reading {}", self.log.name),
                     source,
                 })?;
             match read {
                 SegmentRead::Data(records) => {
-                    result.records = Some(records);
+                    result.records = Some(RecordSet::Memory(records));
+                    break;
+                }
+                SegmentRead::File(slice) => {
+                    result.records = Some(RecordSet::File(slice));
                     break;
                 }
                 SegmentRead::NotHere => continue,
@@ -163,15 +169,4 @@ impl Partition {
             None => Ok(None),
         }
     }
-}
-
-/// One past the last offset of the last whole batch in `records`.
-fn end_offset(records: &[u8]) -> Option<i64> {
-    let mut rest = records;
-    let mut end = None;
-    while let Ok(header) = BatchHeader::parse(rest) {
-        end = Some(header.last_offset() + 1);
-        rest = rest.get(header.size..)?;
-    }
-    end
 }

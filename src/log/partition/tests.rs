@@ -17,6 +17,7 @@ use crate::log::batch::{ValidatedBatch, encode_records, verify_batch};
 use crate::log::commit::AckLevel;
 use crate::log::control::ControlType;
 use crate::log::producer_state::SequenceError;
+use crate::log::segment::ReadInto;
 use crate::log::topic_config::TopicConfig;
 use crate::log::transactions::{AbortedTxn, TxnVerifier};
 
@@ -150,10 +151,17 @@ async fn marker(partition: &Partition, producer_id: i64, epoch: i16, control: Co
 /// Base offsets of the batches a read_committed read from `offset` returns.
 fn committed_read(partition: &Partition, offset: i64) -> (Vec<i64>, Vec<AbortedTxn>) {
     let read = partition
-        .read(offset, 1 << 20, true, Isolation::ReadCommitted)
+        .read(
+            offset,
+            1 << 20,
+            true,
+            Isolation::ReadCommitted,
+            ReadInto::Memory,
+        )
         .unwrap();
+    let records = read.records.map(|r| r.into_bytes().unwrap());
     let mut bases = Vec::new();
-    let mut rest: &[u8] = read.records.as_deref().unwrap_or_default();
+    let mut rest: &[u8] = records.as_deref().unwrap_or_default();
     while let Ok(header) = crate::log::batch::BatchHeader::parse(rest) {
         bases.push(header.base_offset);
         rest = &rest[header.size..];
@@ -232,12 +240,17 @@ async fn transactions_survive_reopen(segment_bytes: Option<i64>, reopen: Reopen)
     // read_uncommitted sees past the last stable offset, read_committed does not.
     assert!(committed_read(&partition, 7).0.is_empty());
     let open = partition
-        .read(7, 1 << 20, true, Isolation::ReadUncommitted)
-        .unwrap();
-    let first = open
+        .read(
+            7,
+            1 << 20,
+            true,
+            Isolation::ReadUncommitted,
+            ReadInto::Memory,
+        )
+        .unwrap()
         .records
-        .as_deref()
-        .map(crate::log::batch::BatchHeader::parse);
+        .map(|r| r.into_bytes().unwrap());
+    let first = open.as_deref().map(crate::log::batch::BatchHeader::parse);
     assert!(matches!(first, Some(Ok(header)) if header.base_offset == 7));
 
     assert_eq!(marker(&partition, 1, 0, ControlType::Commit).await, 9);

@@ -43,28 +43,40 @@ fn append_read_and_reopen() {
     }
     assert_eq!(segment.next_offset(), 130);
     // Offset inside a batch returns the whole batch (clients skip earlier records).
-    let SegmentRead::Data(bytes) = segment.read(104, i64::MAX, 1, true).unwrap() else {
+    let SegmentRead::Data(bytes) = segment
+        .read(104, i64::MAX, 1, true, ReadInto::Memory)
+        .unwrap()
+    else {
         panic!("no data")
     };
     let header = BatchHeader::parse(&bytes).unwrap();
     assert_eq!(header.base_offset, 103);
     assert_eq!(bytes.len(), header.size);
     // The high watermark bounds reads.
-    let SegmentRead::Data(bytes) = segment.read(100, 106, 1 << 20, true).unwrap() else {
+    let SegmentRead::Data(bytes) = segment
+        .read(100, 106, 1 << 20, true, ReadInto::Memory)
+        .unwrap()
+    else {
         panic!("no data")
     };
     let (_, first) = BatchHeader::peek_extent(&bytes).unwrap();
     assert_eq!(bytes.len(), 2 * first);
     assert!(matches!(
-        segment.read(106, 106, 1 << 20, true).unwrap(),
+        segment
+            .read(106, 106, 1 << 20, true, ReadInto::Memory)
+            .unwrap(),
         SegmentRead::Uncommitted
     ));
     assert!(matches!(
-        segment.read(100, i64::MAX, 10, false).unwrap(),
+        segment
+            .read(100, i64::MAX, 10, false, ReadInto::Memory)
+            .unwrap(),
         SegmentRead::DoesNotFit
     ));
     assert!(matches!(
-        segment.read(130, i64::MAX, 1 << 20, true).unwrap(),
+        segment
+            .read(130, i64::MAX, 1 << 20, true, ReadInto::Memory)
+            .unwrap(),
         SegmentRead::NotHere
     ));
     // By timestamp: the first batch with max timestamp >= target.
@@ -160,7 +172,10 @@ fn recover_and_expect(dir: &Path, bytes: &[u8], keep: (u64, i64), what: &str) {
     );
     // The rebuilt indexes find every surviving batch and nothing past it.
     for offset in 10..next_offset {
-        let SegmentRead::Data(found) = segment.read(offset, i64::MAX, 1, true).unwrap() else {
+        let SegmentRead::Data(found) = segment
+            .read(offset, i64::MAX, 1, true, ReadInto::Memory)
+            .unwrap()
+        else {
             panic!("{what}: offset {offset} not readable after recovery")
         };
         let header = BatchHeader::parse(&found).unwrap();
@@ -171,7 +186,9 @@ fn recover_and_expect(dir: &Path, bytes: &[u8], keep: (u64, i64), what: &str) {
     }
     assert!(
         matches!(
-            segment.read(next_offset, i64::MAX, 1 << 20, true).unwrap(),
+            segment
+                .read(next_offset, i64::MAX, 1 << 20, true, ReadInto::Memory)
+                .unwrap(),
             SegmentRead::NotHere
         ),
         "{what}: data past the valid prefix"
@@ -274,7 +291,10 @@ fn a_sealed_segment_opens_from_its_summary_as_a_scan_would() {
         (size, next, max_ts)
     );
     // Reads work from the loaded indexes.
-    let SegmentRead::Data(bytes) = summarized.read(56, i64::MAX, 1, true).unwrap() else {
+    let SegmentRead::Data(bytes) = summarized
+        .read(56, i64::MAX, 1, true, ReadInto::Memory)
+        .unwrap()
+    else {
         panic!("no data")
     };
     assert_eq!(BatchHeader::parse(&bytes).unwrap().base_offset, 56);
@@ -371,7 +391,10 @@ fn the_active_segment_resumes_from_its_summary_after_a_crash() {
     let producers = report.history.producers.save();
     assert_eq!(producers[0].batches.last().map(|b| b.last_seq), Some(7));
     // Reads of what the summary covered go through the indexes it kept.
-    let SegmentRead::Data(bytes) = segment.read(60, i64::MAX, 1, true).unwrap() else {
+    let SegmentRead::Data(bytes) = segment
+        .read(60, i64::MAX, 1, true, ReadInto::Memory)
+        .unwrap()
+    else {
         panic!("no data")
     };
     assert_eq!(BatchHeader::parse(&bytes).unwrap().base_offset, 60);
@@ -425,4 +448,98 @@ fn checkpoints_beside_appends_see_whole_appends() {
     }
     appender.join().unwrap();
     assert!(seen > 0);
+}
+
+/// A fetch of a large span may be answered with a range of the segment file: whole batches,
+/// the same ones a read into memory returns (or, where a range must end early, the first of
+/// them), with their record count and next offset, on buffered and on O_DIRECT segments and
+/// whatever the limits. Small spans and spans of small batches stay in memory.
+#[test]
+fn large_reads_become_file_ranges_holding_the_same_batches() {
+    use crate::config::LogWriteIo;
+    use crate::log::record_set::RecordSet;
+    for io in [LogWriteIo::Buffered, LogWriteIo::Direct] {
+        let disk = crate::disk::os_with(io);
+        let dir = tempfile::tempdir().unwrap();
+        let segment = Segment::create(&disk, dir.path(), 0, 0, 0).unwrap();
+        // Batches of 8-18 KiB, with a run of 300 one-record batches in the middle.
+        let mut next = 0;
+        for i in 0..120 {
+            if i == 60 {
+                for _ in 0..300 {
+                    append(&segment, &mut next, 1, 1_000 * i);
+                }
+            }
+            append(&segment, &mut next, 330 + 40 * (i % 11), 1_000 * i);
+        }
+        let size = segment.size();
+        let on_disk = std::fs::metadata(dir.path().join(segment_file_name(0, "log")))
+            .unwrap()
+            .len();
+        if io == LogWriteIo::Direct {
+            // O_DIRECT really wrote it: the file ends in zero padding up to a whole block.
+            assert!(
+                on_disk > size && on_disk.is_multiple_of(4096),
+                "{on_disk} {size}"
+            );
+        }
+        let exact_end = match io {
+            LogWriteIo::Direct => size - size % 4096,
+            _ => size,
+        };
+        let (mut files, mut memory, mut shorter) = (0, 0, 0);
+        for offset in (0..next).step_by(1_013) {
+            for (limit, max_bytes, min_one) in [
+                (next, 1 << 20, true),
+                (next, 40_000, false),
+                (next, 1_000, true),
+                (offset + 4_000, 1 << 20, true),
+                (offset + 5, 1 << 20, true),
+                (next - 5, 1 << 20, false),
+            ] {
+                let copied = segment
+                    .read(offset, limit, max_bytes, min_one, ReadInto::Memory)
+                    .unwrap();
+                let sent = segment
+                    .read(offset, limit, max_bytes, min_one, ReadInto::FileWhenLarge)
+                    .unwrap();
+                let context = format!("{io:?} offset {offset} limit {limit} max {max_bytes}");
+                match (copied, sent) {
+                    (SegmentRead::Data(bytes), SegmentRead::File(slice)) => {
+                        let sent = slice.read().unwrap();
+                        assert!(sent.len() >= 32 * 1024, "{context}");
+                        assert!(bytes.starts_with(&sent), "{context}");
+                        let records = BatchHeader::count_records(&sent);
+                        assert_eq!(slice.records, records, "{context}");
+                        let next_offset = RecordSet::Memory(sent.clone()).next_offset();
+                        assert_eq!(Some(slice.next_offset), next_offset, "{context}");
+                        if sent.len() < bytes.len() {
+                            // Only at the batch cap or before the partial block.
+                            let (_, following) =
+                                BatchHeader::peek_extent(&bytes[sent.len()..]).unwrap();
+                            let end = slice.pos + (sent.len() + following) as u64;
+                            let mut batches = 0;
+                            let mut rest = &sent[..];
+                            while let Some((_, size)) = BatchHeader::peek_extent(rest) {
+                                rest = &rest[size..];
+                                batches += 1;
+                            }
+                            assert!(batches == 256 || end > exact_end, "{context}: {batches}");
+                            shorter += 1;
+                        }
+                        files += 1;
+                    }
+                    (SegmentRead::Data(a), SegmentRead::Data(b)) => {
+                        assert!(a == b, "{context}");
+                        memory += 1;
+                    }
+                    (a, b) => assert_eq!(format!("{a:?}"), format!("{b:?}"), "{context}"),
+                }
+            }
+        }
+        assert!(
+            files > 0 && memory > 0 && shorter > 0,
+            "{io:?}: {files} file ranges ({shorter} shorter), {memory} copies"
+        );
+    }
 }

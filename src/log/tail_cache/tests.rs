@@ -5,7 +5,7 @@ use kafka_protocol::records::Compression;
 use super::*;
 use crate::log::batch::patched_prefix;
 use crate::log::batch::tests::sample_batch;
-use crate::log::segment::Segment;
+use crate::log::segment::{ReadInto, Segment};
 
 fn batch(next: &mut i64, count: i64) -> AppendBatch {
     let bytes = sample_batch(count, 1_000 * *next, Compression::None);
@@ -57,7 +57,9 @@ fn answers_exactly_as_the_segment_does() {
         for limit in [offset, offset + 1, offset + 7, next - 3, next] {
             for &max_bytes in &sizes {
                 for min_one in [false, true] {
-                    let from_disk = segment.read(offset, limit, max_bytes, min_one).unwrap();
+                    let from_disk = segment
+                        .read(offset, limit, max_bytes, min_one, ReadInto::Memory)
+                        .unwrap();
                     let from_cache = cache.read(offset, limit, max_bytes, min_one).unwrap();
                     assert!(
                         same(&from_disk, &from_cache),

@@ -4,11 +4,13 @@
 //! less than `min_bytes` waits until a high watermark it reads advances, `max_wait_ms`
 //! passes, or the broker shuts down. Fetch sessions are not kept: every response carries
 //! session id 0, which tells clients to send full fetch requests.
+//!
+//! Large spans of segments are answered as file ranges, which the connection sends with
+//! `sendfile`; the response holds a marker in their place (`response_frame`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures::future::select_all;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::fetch_response::{
@@ -20,9 +22,11 @@ use tokio::time::Instant;
 
 use crate::broker::Broker;
 use crate::log::LogError;
-use crate::log::batch::BatchHeader;
 use crate::log::partition::{Isolation, Partition};
+use crate::log::record_set::RecordSet;
+use crate::log::segment::ReadInto;
 use crate::log::transactions::AbortedTxn;
+use crate::protocol::response_frame::Spliced;
 
 /// A partition of the request, resolved to the broker's partition or an error code.
 struct Wanted {
@@ -33,18 +37,20 @@ struct Wanted {
     partition: Result<Arc<Partition>, i16>,
 }
 
-/// Returns the response and the fetch-budget permit its record bytes hold until written.
+/// Returns the response, the record sets it carries as runs of their own, and the
+/// fetch-budget permit its record bytes hold until written.
 pub async fn handle(
     broker: &Arc<Broker>,
     version: i16,
     request: FetchRequest,
-) -> (FetchResponse, Option<OwnedSemaphorePermit>) {
+) -> (FetchResponse, Spliced, Option<OwnedSemaphorePermit>) {
     let mut response = FetchResponse::default();
+    let mut runs = Spliced::default();
     if request.session_epoch > 0 {
         // We never hand out session ids, so an incremental fetch names an unknown session;
         // epochs 0 and -1 are full fetches whatever the session id.
         response.error_code = ResponseError::FetchSessionIdNotFound.code();
-        return (response, None);
+        return (response, runs, None);
     }
     let isolation = if version >= 4 {
         Isolation::from_level(request.isolation_level)
@@ -119,9 +125,11 @@ pub async fn handle(
             tokio::task::spawn_blocking(move || read_all(&task_wanted, max_bytes, isolation))
                 .await
                 .unwrap_or_default();
+        // File ranges count too: the budget bounds what responses queue for their clients,
+        // and a range queued behind a slow client keeps its segment's file open.
         let bytes: usize = results
             .iter()
-            .map(|r| r.records.as_ref().map_or(0, Bytes::len))
+            .map(|r| r.records.as_ref().map_or(0, RecordSet::len))
             .sum();
         let any_error = results.iter().any(|r| r.error_code != 0);
         if bytes >= min_bytes || any_error || watches.is_empty() {
@@ -179,17 +187,21 @@ pub async fn handle(
         {
             crate::telemetry::fetched(
                 partition.topic(),
-                BatchHeader::count_records(records),
+                records.record_count(),
                 records.len() as u64,
             );
         }
-        data.records = Some(result.records.unwrap_or_default());
+        // Placed in encoding order: `wanted` is in topic order, as `responses` is.
+        data.records = Some(match result.records {
+            Some(records) => runs.place(records),
+            None => Default::default(),
+        });
         if let Some(topic) = responses.get_mut(w.topic_index) {
             topic.partitions.push(data);
         }
     }
     response.responses = responses;
-    (response, hold)
+    (response, runs, hold)
 }
 
 /// Shrinks (or, for a first batch above the limits, grows) a fetch permit to `bytes`.
@@ -224,7 +236,7 @@ struct PartitionRead {
     high_watermark: i64,
     last_stable_offset: i64,
     log_start_offset: i64,
-    records: Option<Bytes>,
+    records: Option<RecordSet>,
     aborted: Vec<AbortedTxn>,
 }
 
@@ -256,7 +268,14 @@ fn read_all(wanted: &[Wanted], max_bytes: usize, isolation: Isolation) -> Vec<Pa
                 Err(code) => return PartitionRead::without_records(*code, None),
             };
             let limit = w.max_bytes.min(remaining);
-            match partition.read(w.fetch_offset, limit, min_one, isolation) {
+            let read = partition.read(
+                w.fetch_offset,
+                limit,
+                min_one,
+                isolation,
+                ReadInto::FileWhenLarge,
+            );
+            match read {
                 Ok(read) => {
                     if let Some(records) = &read.records {
                         remaining = remaining.saturating_sub(records.len());

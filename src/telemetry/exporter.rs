@@ -41,6 +41,7 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
     let handle = recorder.handle();
     metrics::set_global_recorder(recorder).map_err(BuildError::FailedToSetGlobalRecorder)?;
     catalog::describe();
+    super::handles::register();
     Ok(handle)
 }
 

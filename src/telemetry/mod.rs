@@ -8,6 +8,7 @@
 pub mod catalog;
 mod collect;
 mod exporter;
+mod handles;
 mod http;
 mod response_errors;
 
@@ -17,7 +18,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use kafka_protocol::messages::{ApiKey, ResponseKind};
-use metrics::{counter, histogram};
+use metrics::counter;
 
 use catalog::*;
 pub use collect::mark_start;
@@ -50,12 +51,17 @@ impl LiveStats {
 
     /// A request was decoded; `RequestTimer::finish` records its outcome.
     pub fn request_started(self: &Arc<Self>, key: ApiKey, frame_bytes: usize) -> RequestTimer {
-        let api = api_name(key);
-        counter!(REQUESTS, "api" => api).increment(1);
-        counter!(NETWORK_RECEIVED).increment(frame_bytes as u64 + 4);
+        let api = handles::get().map(|h| {
+            h.network_received.increment(frame_bytes as u64 + 4);
+            h.api(key)
+        });
+        if let Some(api) = api {
+            api.requests.increment(1);
+        }
         self.requests_in_flight.fetch_add(1, Ordering::Relaxed);
         RequestTimer {
             stats: self.clone(),
+            key,
             api,
             started: Instant::now(),
         }
@@ -78,17 +84,19 @@ impl Drop for ConnectionGuard<'_> {
 /// failed) still ends its in-flight count.
 pub struct RequestTimer {
     stats: Arc<LiveStats>,
-    api: &'static str,
+    key: ApiKey,
+    api: Option<&'static handles::ApiHandles>,
     started: Instant,
 }
 
 impl RequestTimer {
     /// The response is ready (`None`: none is sent, acks=0).
     pub fn finish(self, body: Option<&ResponseKind>) {
-        histogram!(REQUEST_DURATION, "api" => self.api).record(self.started.elapsed());
+        let Some(api) = self.api else { return };
+        api.duration.record(self.started.elapsed());
         if let Some(body) = body {
             response_errors::for_each_error(body, |code| {
-                counter!(REQUEST_ERRORS, "api" => self.api, "error" => error_name(code))
+                counter!(REQUEST_ERRORS, "api" => api_name(self.key), "error" => error_name(code))
                     .increment(1);
             });
         }
@@ -120,12 +128,16 @@ pub fn api_name(key: ApiKey) -> &'static str {
 
 /// Bytes of a response written to a client.
 pub fn response_sent(bytes: usize) {
-    counter!(NETWORK_SENT).increment(bytes as u64);
+    if let Some(h) = handles::get() {
+        h.network_sent.increment(bytes as u64);
+    }
 }
 
 /// Record bytes a response sent from a segment file with `sendfile`.
 pub fn sent_from_file(bytes: usize) {
-    counter!(FETCH_SENDFILE_BYTES).increment(bytes as u64);
+    if let Some(h) = handles::get() {
+        h.sent_from_file.increment(bytes as u64);
+    }
 }
 
 /// A connection the broker closed, by reason.
@@ -139,32 +151,46 @@ pub fn connection_rejected(reason: &'static str) {
 
 /// Records and bytes acknowledged to a producer for `topic`.
 pub fn produced(topic: &str, records: u64, bytes: u64) {
-    counter!(PRODUCED_RECORDS, "topic" => topic.to_string()).increment(records);
-    counter!(PRODUCED_BYTES, "topic" => topic.to_string()).increment(bytes);
+    if let Some(h) = handles::get() {
+        let topic = h.topic(topic);
+        topic.produced_records.increment(records);
+        topic.produced_bytes.increment(bytes);
+    }
 }
 
 pub fn produce_batch(bytes: usize) {
-    histogram!(PRODUCE_BATCH_SIZE).record(bytes as f64);
+    if let Some(h) = handles::get() {
+        h.produce_batch.record(bytes as f64);
+    }
 }
 
 /// Records and bytes a fetch response returns for `topic`.
 pub fn fetched(topic: &str, records: u64, bytes: u64) {
-    counter!(FETCHED_RECORDS, "topic" => topic.to_string()).increment(records);
-    counter!(FETCHED_BYTES, "topic" => topic.to_string()).increment(bytes);
+    if let Some(h) = handles::get() {
+        let topic = h.topic(topic);
+        topic.fetched_records.increment(records);
+        topic.fetched_bytes.increment(bytes);
+    }
 }
 
 pub fn wal_write(elapsed: std::time::Duration) {
-    histogram!(WAL_WRITE_DURATION).record(elapsed);
+    if let Some(h) = handles::get() {
+        h.wal_write.record(elapsed);
+    }
 }
 
 pub fn wal_fsync(elapsed: std::time::Duration) {
-    histogram!(WAL_FSYNC_DURATION).record(elapsed);
+    if let Some(h) = handles::get() {
+        h.wal_fsync.record(elapsed);
+    }
 }
 
 /// One partition's share of a write group: its appends and bytes (one fsync in fsync mode).
 pub fn wal_group(requests: usize, bytes: usize) {
-    histogram!(WAL_GROUP_REQUESTS).record(requests as f64);
-    histogram!(WAL_GROUP_BYTES).record(bytes as f64);
+    if let Some(h) = handles::get() {
+        h.wal_group_requests.record(requests as f64);
+        h.wal_group_bytes.record(bytes as f64);
+    }
 }
 
 /// A segment opened at start-up: `from` its summary, its checkpoint or by reading its batches.

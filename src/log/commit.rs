@@ -56,6 +56,10 @@ pub struct PendingAppend {
     state: AtomicU8,
     failed: AtomicBool,
     committed: AtomicBool,
+    /// Someone waits for `Written` (acks=1): only then do flag changes wake waiters. An
+    /// acks=all waiter is woken by the commit step or a failure alone, not also at each flag
+    /// on the way (two wake-ups of its task per request for nothing).
+    written_waiter: AtomicBool,
     notify: Notify,
 }
 
@@ -67,14 +71,19 @@ impl PendingAppend {
             state: AtomicU8::new(Persistence::Queued as u8),
             failed: AtomicBool::new(false),
             committed: AtomicBool::new(false),
+            written_waiter: AtomicBool::new(false),
             notify: Notify::new(),
         })
     }
 
-    /// Sets the persistence flag (never lowers it) and wakes waiters. Lock-free by design.
+    /// Sets the persistence flag (never lowers it) and wakes waiters for `Written`. Lock-free
+    /// by design. SeqCst with `wait`'s: either this sees the waiter's mark or the waiter's
+    /// check sees this flag.
     pub fn mark(&self, level: Persistence) {
-        self.state.fetch_max(level as u8, Ordering::AcqRel);
-        self.notify.notify_waiters();
+        self.state.fetch_max(level as u8, Ordering::SeqCst);
+        if self.written_waiter.load(Ordering::SeqCst) {
+            self.notify.notify_waiters();
+        }
     }
 
     pub fn fail(&self) {
@@ -83,7 +92,7 @@ impl PendingAppend {
     }
 
     pub fn persistence(&self) -> Persistence {
-        match self.state.load(Ordering::Acquire) {
+        match self.state.load(Ordering::SeqCst) {
             0 => Persistence::Queued,
             1 => Persistence::Written,
             _ => Persistence::Durable,
@@ -110,6 +119,9 @@ impl PendingAppend {
 
     /// Resolves once the append reached `level`, or failed.
     pub async fn wait(&self, level: AckLevel) -> Result<(), StorageFailure> {
+        if level == AckLevel::Written {
+            self.written_waiter.store(true, Ordering::SeqCst);
+        }
         loop {
             let notified = self.notify.notified();
             tokio::pin!(notified);
@@ -249,6 +261,45 @@ mod tests {
         a.mark(Persistence::Durable);
         a.mark(Persistence::Written);
         assert_eq!(a.persistence(), Persistence::Durable);
+    }
+
+    /// Counts the wake-ups of a task, to see which steps wake a waiting producer.
+    struct CountingWaker(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn an_acks_all_waiter_is_woken_by_its_commit_not_by_the_flags_before() {
+        use std::future::Future;
+        use std::task::{Context, Poll, Waker};
+
+        let (queue, appends) = queue_of(1);
+        let wakes = Arc::new(CountingWaker(std::sync::atomic::AtomicUsize::new(0)));
+        let waker = Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        let woken = || wakes.0.load(std::sync::atomic::Ordering::SeqCst);
+
+        let mut committed = Box::pin(appends[0].wait(AckLevel::Committed));
+        assert!(committed.as_mut().poll(&mut cx).is_pending());
+        appends[0].mark(Persistence::Written);
+        appends[0].mark(Persistence::Durable);
+        assert_eq!(woken(), 0, "a flag on the way woke an acks=all waiter");
+        queue.commit();
+        assert_eq!(woken(), 1);
+        assert_eq!(committed.as_mut().poll(&mut cx), Poll::Ready(Ok(())));
+
+        // acks=1 is woken by the flag it waits for.
+        let written_at = woken();
+        let a = PendingAppend::new(0, 1);
+        let mut written = Box::pin(a.wait(AckLevel::Written));
+        assert!(written.as_mut().poll(&mut cx).is_pending());
+        a.mark(Persistence::Written);
+        assert_eq!(woken(), written_at + 1);
+        assert_eq!(written.as_mut().poll(&mut cx), Poll::Ready(Ok(())));
     }
 
     #[tokio::test]

@@ -229,11 +229,15 @@ fn grow_frame(
     want: usize,
     reader: &BufReader<OwnedReadHalf>,
 ) -> Result<(), FrameError> {
-    let whole = frame.capacity() < size && {
-        let stream: &TcpStream = reader.get_ref().as_ref();
-        let queued = rustix::io::ioctl_fionread(stream).map_or(0, |n| n as usize);
-        2 * (frame.len() + reader.buffer().len() + queued) >= size
-    };
+    let arrived = frame.len() + reader.buffer().len();
+    // The socket is asked only when what is buffered does not settle it: small frames that
+    // arrive together cost no system call each.
+    let whole = frame.capacity() < size
+        && (2 * arrived >= size || {
+            let stream: &TcpStream = reader.get_ref().as_ref();
+            let queued = rustix::io::ioctl_fionread(stream).map_or(0, |n| n as usize);
+            2 * (arrived + queued) >= size
+        });
     let grown = if whole {
         frame.try_reserve_exact(size - frame.len())
     } else {

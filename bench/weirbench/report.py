@@ -8,7 +8,11 @@ import math
 import statistics
 
 MIB = 1024 * 1024
+GIB = 1024 * MIB
 FSYNC, PAGE, KAFKA = "weir-fsync", "weir-page_cache", "kafka"
+INLINE = "weir-fsync-inline"
+#: The issue's A/B target: background group commit at least this many times inline's throughput.
+AB_TARGET = 5
 MAIN = (FSYNC, PAGE, KAFKA)
 AB = [("weir-fsync", "fsync", "background, direct (default)"),
       ("weir-fsync-inline", "fsync", "inline"),
@@ -439,6 +443,50 @@ class Report:
                  "(d). Throughput ratios above 1 and latency and CPU ratios below 1 favour the "
                  "first-named.", "")
 
+    def ab_client_share(self) -> None:
+        """Whether a cheaper broker could reach the A/B target when the load generators share
+        the machine's cores: background reaches at most cores / (everything else's CPU-s/GiB)
+        if the broker costs nothing."""
+        cores = self.r["meta"].get("machine", {}).get("cpus")
+        if not cores or not self.s.by_session.get(INLINE):
+            return
+        counts = self.r["meta"]["plan"]["producer_counts"]
+        keys = [(f"{cname}, {n}p", f"produce.acksall.{client}.p{n}")
+                for client, cname in (("rdkafka", "rdkafka_performance"), ("java", "ProducerPerformance"))
+                for n in counts]
+        keys.append((f"rdkafka_performance, {max(counts)}p, one record per request",
+                     f"produce.small.rdkafka.p{max(counts)}"))
+        hdr = ["workload (acks=all, fsync)", "background MiB/s", "inline MiB/s",
+               "background: broker", "background: everything else", "inline: broker",
+               "inline: everything else", "machine busy %, background / inline",
+               "ceiling of background / inline with a free broker",
+               f"background broker CPU-s/GiB that would give {AB_TARGET}× inline"]
+        rows = []
+        for label, key in keys:
+            tb, ti = self.s.stat(FSYNC, key, "bytes_per_s"), self.s.stat(INLINE, key, "bytes_per_s")
+            bb, bo = (self.s.stat(FSYNC, key, p) for p in ("broker_cpu_s_per_gib", "others_cpu_s_per_gib"))
+            ib, io = (self.s.stat(INLINE, key, p) for p in ("broker_cpu_s_per_gib", "others_cpu_s_per_gib"))
+            ceiling = need = "–"
+            if ti and ti[0] and bo and bo[0]:
+                ceiling = _fmt(cores * GIB / bo[0] / ti[0])
+                budget = cores * GIB / (AB_TARGET * ti[0]) - bo[0]
+                need = _fmt(budget) if budget > 0 else "none: the load generators alone exceed it"
+            busy = (f"{cell(self.s.stat(FSYNC, key, 'machine_busy_pct'))} / "
+                    f"{cell(self.s.stat(INLINE, key, 'machine_busy_pct'))}")
+            rows.append([label, cell(tb, MIB), cell(ti, MIB), cell(bb), cell(bo), cell(ib), cell(io),
+                         busy, ceiling, need])
+        self.add("### Where the CPU goes, background vs inline", "")
+        self.add(*_table(hdr, rows), "",
+                 "CPU-seconds per GiB produced, as in (f); everything else is the machine's busy "
+                 "time minus the broker's: the load generators, mostly. With every core busy, "
+                 "throughput is about cores / (broker + everything else), so a broker that cost "
+                 "nothing would reach at most cores / everything else; the ceiling column divides "
+                 "that by inline's measured throughput. The last column is the broker CPU per GiB "
+                 f"at which background would reach {AB_TARGET}× inline with the load generators' "
+                 "CPU per GiB as measured: compare it with the background broker column. Inline "
+                 "is bounded by the latency of its write+fsync per request, not by CPU, where the "
+                 "machine is not busy.", "")
+
     def noise(self) -> None:
         self.add("## Noise and conditions", "")
         rows = []
@@ -570,6 +618,7 @@ class Report:
         self.many()
         self.cpu()
         self.ab()
+        self.ab_client_share()
         self.noise()
         self.problems()
         self.caveats()

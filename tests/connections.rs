@@ -1,6 +1,7 @@
 //! Connection-level defences over real sockets: slow-loris and idle connections are closed by
-//! their deadlines, the per-IP limit closes surplus connections, non-Kafka protocols are
-//! dropped, and 10,000 connect/close cycles leak no file descriptor.
+//! their deadlines, and so are clients that stop reading their responses; the per-IP limit
+//! closes surplus connections, non-Kafka protocols are dropped, and 10,000 connect/close
+//! cycles leak no file descriptor.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -8,8 +9,10 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{Client, TestBroker};
+use bytes::Bytes;
+use common::{Client, TestBroker, encode, fetch_request, record};
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, RequestKind, ResponseKind};
+use kafka_protocol::records::Compression;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -85,6 +88,75 @@ async fn idle_connections_are_closed_and_active_ones_kept() {
         api_versions_ok(&mut active).await,
         "an active connection was closed"
     );
+}
+
+/// A client that asks for far more than its socket takes and then stops reading is closed
+/// once the broker's writes make no progress for `connections_max_idle_ms`: its queued
+/// responses (and the fetch budget and segment files they hold) are released instead of
+/// waiting forever on a full socket. Other clients are served throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_responses_is_closed() {
+    let broker = TestBroker::start_with("connections_max_idle_ms: 1000\n").await;
+    let mut client = broker.client().await;
+    client.create_topic("unread", 1, &[]).await;
+    // 16 batches of 512 records of 1 KiB: about 8.5 MiB.
+    for start in (0..16 * 512).step_by(512) {
+        let records: Vec<_> = (0..512)
+            .map(|i| record(i, start + i, None, Bytes::from(vec![b'x'; 1024])))
+            .collect();
+        let produced = client
+            .produce(
+                "unread",
+                0,
+                encode(&records, Compression::None).freeze(),
+                -1,
+            )
+            .await;
+        assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
+    }
+    // How large one answer to the fetch below is.
+    let fetch = || RequestKind::Fetch(fetch_request("unread", 0, 0, 0));
+    client.send(ApiKey::Fetch, 12, fetch()).await;
+    let one_response = client.read_frame().await.unwrap().len() + 4;
+    // A tiny receive window, then 32 such fetches, never read.
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stalled = Client::over(socket.connect(broker.addr()).await.unwrap());
+    for _ in 0..32 {
+        stalled.send(ApiKey::Fetch, 12, fetch()).await;
+    }
+    let stats = broker.server.as_ref().unwrap().broker.stats.clone();
+    let started = Instant::now();
+    while stats.connections_active() > 1 {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "a connection whose client stopped reading stayed open"
+        );
+        assert!(
+            api_versions_ok(&mut client).await,
+            "the other client was not served"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // What the stalled client finds: less than it asked for, then the end of the stream.
+    let mut received = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    let read_all = async {
+        loop {
+            match stalled.stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => received += n,
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read_all)
+        .await
+        .expect("the closed connection never ended");
+    assert!(
+        received < 32 * one_response,
+        "every response arrived: {received} bytes"
+    );
+    assert!(api_versions_ok(&mut client).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

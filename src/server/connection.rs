@@ -25,6 +25,7 @@ use crate::protocol::codec::{
 use crate::protocol::response_frame::{ResponseFrame, Run};
 use crate::protocol::{Endpoint, dispatch};
 use crate::server::send_file::send_file;
+use crate::server::write_deadline::WriteDeadline;
 use crate::telemetry;
 
 /// Requests of one connection that may be in flight at once.
@@ -49,7 +50,9 @@ type Completion = JoinHandle<Outcome>;
 pub async fn run(broker: &Arc<Broker>, stream: TcpStream, peer: SocketAddr, endpoint: &Endpoint) {
     let (read_half, write_half) = stream.into_split();
     let (tx, rx) = mpsc::channel::<Completion>(MAX_IN_FLIGHT);
-    let writer = tokio::spawn(write_responses(write_half, rx, peer));
+    // A client that stops reading is given up on after as long as a silent one.
+    let stall = Duration::from_millis(broker.config.connections_max_idle_ms);
+    let writer = tokio::spawn(write_responses(write_half, rx, peer, stall));
     read_requests(broker, read_half, tx, peer, endpoint).await;
     if let Err(e) = writer.await {
         warn!(%peer, error = %e, "response writer ended abnormally");
@@ -73,6 +76,8 @@ async fn read_requests(
                 telemetry::connection_closed("shutdown");
                 return;
             }
+            // The writer gave up on the client (it stopped reading): stop reading too.
+            _ = tx.closed() => return,
         };
         // The permit bounds request memory until the request has been dispatched.
         let (frame, _permit) = match frame {
@@ -277,12 +282,15 @@ impl FrameDeadline {
     }
 }
 
+type ResponseWriter = BufWriter<WriteDeadline<OwnedWriteHalf>>;
+
 async fn write_responses(
     write_half: OwnedWriteHalf,
     mut rx: mpsc::Receiver<Completion>,
     peer: SocketAddr,
+    stall: Duration,
 ) {
-    let mut writer = BufWriter::with_capacity(64 * 1024, write_half);
+    let mut writer = BufWriter::with_capacity(64 * 1024, WriteDeadline::new(write_half, stall));
     let mut next: Option<Completion> = None;
     loop {
         let completion = match next.take() {
@@ -298,10 +306,10 @@ async fn write_responses(
                 for part in frame.parts() {
                     let written = match part {
                         Run::Bytes(bytes) => writer.write_all(bytes).await,
-                        Run::File(slice) => write_from_file(&mut writer, slice).await,
+                        Run::File(slice) => write_from_file(&mut writer, slice, stall).await,
                     };
                     if let Err(e) = written {
-                        debug!(%peer, error = %e, "write failed");
+                        write_failed(peer, &e);
                         return;
                     }
                 }
@@ -326,7 +334,7 @@ async fn write_responses(
         if !next.as_ref().is_some_and(|c| c.is_finished())
             && let Err(e) = writer.flush().await
         {
-            debug!(%peer, error = %e, "flush failed");
+            write_failed(peer, &e);
             return;
         }
     }
@@ -334,13 +342,23 @@ async fn write_responses(
     let _ = writer.shutdown().await;
 }
 
+fn write_failed(peer: SocketAddr, e: &std::io::Error) {
+    if e.kind() == std::io::ErrorKind::TimedOut {
+        debug!(%peer, "closing connection: the client stopped reading responses");
+        telemetry::connection_closed("write_stalled");
+    } else {
+        debug!(%peer, error = %e, "write failed");
+    }
+}
+
 /// Sends a file run of a response after what the buffer holds of the frame before it.
 async fn write_from_file(
-    writer: &mut BufWriter<OwnedWriteHalf>,
+    writer: &mut ResponseWriter,
     slice: &FileSlice,
+    stall: Duration,
 ) -> std::io::Result<()> {
     writer.flush().await?;
-    send_file(writer.get_ref().as_ref(), slice).await?;
+    send_file(writer.get_ref().get_ref().as_ref(), slice, stall).await?;
     telemetry::sent_from_file(slice.len);
     Ok(())
 }

@@ -4,6 +4,7 @@
 mod connection;
 mod listener;
 mod send_file;
+mod write_deadline;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

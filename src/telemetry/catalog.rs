@@ -60,7 +60,7 @@ catalog! {
     CONNECTIONS_REJECTED = "weir_connections_rejected_total", Counter, ["reason"], false,
         "Connections closed right after accept (reason: per_ip_limit).";
     CONNECTIONS_CLOSED = "weir_connections_closed_total", Counter, ["reason"], false,
-        "Connections the broker closed (reason: idle, slow_request, bad_frame, bad_request, shutdown, peer).";
+        "Connections the broker closed (reason: idle, write_stalled, slow_request, bad_frame, bad_request, shutdown, peer).";
     REQUESTS = "weir_requests_total", Counter, ["api"], false,
         "Requests decoded, by Kafka API name.";
     REQUEST_ERRORS = "weir_request_errors_total", Counter, ["api", "error"], false,
